@@ -1,0 +1,28 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+TORCH   ?= torch==2.13.*
+
+.PHONY: venv demo test bench clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+demo: venv
+	$(BIN)/python -m uniformerv2.demo --output demo-output
+
+test: venv
+	$(BIN)/python -m pytest
+
+bench: venv
+	$(BIN)/uniformerv2 bench --preset k400_b16_8x224 --batch-size 1 --dtype fp32 --compare-official
+
+clean:
+	rm -rf demo-output build *.egg-info
