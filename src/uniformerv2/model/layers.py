@@ -1,0 +1,265 @@
+"""Building blocks of UniFormerV2, in the paper's names.
+
+Token layout used everywhere inside the model (made once, in ``UniFormerV2.embed``):
+
+    x: (B·T, L, C) with L = 1 + H·W — batch-first, frame index fastest inside B·T, token 0 of every
+       frame is that frame's class token.  ``x.view(B, T, L, C)`` is free, and so is
+       ``x.view(B, T, L, C)[:, :, 1:].reshape(B, T, H, W, C)`` for the patch grid.
+
+Every module here reads that layout directly: the local temporal MHRA works on the (B, T, H·W, C)
+view with linear layers and a shifted-sum temporal convolution, the DPE reads the (B, T, H, W, C)
+view as a channels-last 3D tensor, and the global cross-attention reads (B, T·L, C).  There are no
+permutes to a sequence-first layout.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+class QuickGELU(nn.Module):
+    """x·sigmoid(1.702x), the activation of CLIP's MLPs."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+def drop_path(x: torch.Tensor, p: float, training: bool, mask_shape: tuple[int, ...]) -> torch.Tensor:
+    """Stochastic depth on a residual branch ``x`` with a keep mask of ``mask_shape`` (broadcast)."""
+    if p == 0.0 or not training:
+        return x
+    keep = 1.0 - p
+    mask = x.new_empty(mask_shape).bernoulli_(keep).div_(keep)
+    return x * mask
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = QuickGELU()
+        self.drop = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(self.drop(self.act(self.fc1(x))))
+
+
+def _heads(x: torch.Tensor, n: int) -> torch.Tensor:
+    """(B, L, C) -> (B, heads, L, C/heads)."""
+    b, l, c = x.shape
+    return x.view(b, l, n, c // n).transpose(1, 2)
+
+
+def _merge(x: torch.Tensor) -> torch.Tensor:
+    """(B, heads, L, d) -> (B, L, heads·d)."""
+    b, h, l, d = x.shape
+    return x.transpose(1, 2).reshape(b, l, h * d)
+
+
+class Attention(nn.Module):
+    """GS-MHRA: the ViT's own multi-head self-attention, per frame, with a fused QKV projection."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, l, c = x.shape
+        qkv = self.qkv(x).view(b, l, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        return self.proj(_merge(out))
+
+
+class TemporalDepthwiseConv(nn.Module):
+    """Depthwise convolution along T (kernel k, zero padding k//2) on a (B, T, N, C) tensor.
+
+    Computed as a per-channel weighted sum of the tensor shifted along T — the same numbers as a
+    ``Conv3d(C, C, (k,1,1), groups=C)`` but with no layout change.  ``weight`` is (C, k).
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 3):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.weight = nn.Parameter(torch.empty(channels, kernel_size))
+        self.bias = nn.Parameter(torch.empty(channels))
+        # Conv3d's default init for a depthwise kernel: fan_in = k.
+        bound = 1.0 / kernel_size**0.5
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t, pad = x.shape[1], self.kernel_size // 2
+        xp = F.pad(x, (0, 0, 0, 0, pad, pad))
+        out = self.bias + xp[:, 0:t] * self.weight[:, 0]
+        for k in range(1, self.kernel_size):
+            out = out + xp[:, k : k + t] * self.weight[:, k]
+        return out
+
+
+class LocalMHRA(nn.Module):
+    """Local temporal MHRA: BN → 1×1×1 conv (C→C') → depthwise t×1×1 conv → 1×1×1 conv (C'→C).
+
+    Works on the patch tokens of the (B, T, H·W, C) view; the 1×1×1 convolutions are linear layers
+    over C.  The last projection starts at zero, so the block is the identity at initialisation.
+    """
+
+    def __init__(self, dim: int, reduction: float = 1.5, kernel_size: int = 3):
+        super().__init__()
+        hidden = int(dim // reduction)
+        self.norm = nn.BatchNorm1d(dim)
+        self.down = nn.Linear(dim, hidden)
+        self.dwconv = TemporalDepthwiseConv(hidden, kernel_size)
+        self.up = nn.Linear(hidden, dim)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, N, C) patch tokens -> (B, T, N, C) update (without the residual)."""
+        shape = x.shape
+        x = self.norm(x.reshape(-1, shape[-1])).view(shape)
+        return self.up(self.dwconv(self.down(x)))
+
+
+class LocalUniBlock(nn.Module):
+    """A backbone layer: [local MHRA] → per-frame MHSA → [local MHRA] → MLP, each residual.
+
+    ``local_mhra`` is "none", "single" (before attention) or "double" (before and after attention).
+    Frame class tokens never pass through the local MHRA.
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0,
+                 local_mhra: str = "none", reduction: float = 1.5, drop_path_mode: str = "official"):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.lmhra1 = LocalMHRA(dim, reduction) if local_mhra in ("single", "double") else None
+        self.lmhra2 = LocalMHRA(dim, reduction) if local_mhra == "double" else None
+        self.drop_path = drop_path
+        self.drop_path_mode = drop_path_mode
+        self.grad_checkpointing = False
+
+    def _mask_shape(self, x: torch.Tensor, t: int) -> tuple[int, ...]:
+        # official: timm DropPath over dim 0 of (L, N·T, C) = one draw per token position.
+        if self.drop_path_mode == "official":
+            return (1, x.shape[1], 1)
+        b = x.shape[0] // t  # per clip: every frame of a clip shares the draw
+        return (b, 1, 1, 1)
+
+    def _residual(self, x: torch.Tensor, branch: torch.Tensor, t: int) -> torch.Tensor:
+        if self.training and self.drop_path > 0:
+            shape = self._mask_shape(x, t)
+            if len(shape) == 4:
+                branch = drop_path(branch.view(-1, t, *branch.shape[1:]), self.drop_path, True, shape)
+                branch = branch.flatten(0, 1)
+            else:
+                branch = drop_path(branch, self.drop_path, True, shape)
+        return x + branch
+
+    def _local(self, m: LocalMHRA, x: torch.Tensor, t: int) -> torch.Tensor:
+        bt, l, c = x.shape
+        b = bt // t
+        delta = m(x.view(b, t, l, c)[:, :, 1:])  # (B, T, HW, C)
+        delta = drop_path(delta, self.drop_path, self.training, (b, 1, 1, 1))
+        return x + F.pad(delta, (0, 0, 1, 0)).view(bt, l, c)  # class tokens get a zero update
+
+    def _attn(self, x):
+        return self.attn(self.norm1(x))
+
+    def _mlp(self, x):
+        return self.mlp(self.norm2(x))
+
+    def forward(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        ckpt = self.grad_checkpointing and self.training and torch.is_grad_enabled()
+        if self.lmhra1 is not None:
+            x = self._local(self.lmhra1, x, t)
+        x = self._residual(x, checkpoint(self._attn, x, use_reentrant=False) if ckpt else self._attn(x), t)
+        if self.lmhra2 is not None:
+            x = self._local(self.lmhra2, x, t)
+        x = self._residual(x, checkpoint(self._mlp, x, use_reentrant=False) if ckpt else self._mlp(x), t)
+        return x
+
+
+class DPE(nn.Module):
+    """Dynamic position encoding: a depthwise 3×3×3 convolution over the (T, H, W) patch grid.
+
+    Reads the (B, T, H, W, C) view as a channels-last 3D tensor; ``weight`` is (C, 1, 3, 3, 3).
+    """
+
+    def __init__(self, dim: int, kernel_size: int = 3):
+        super().__init__()
+        self.conv = nn.Conv3d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        nn.init.zeros_(self.conv.bias)  # the weight keeps the default init, as official
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        """grid: (B, T, H, W, C) -> (B, T, H, W, C)."""
+        out = self.conv(grid.permute(0, 4, 1, 2, 3))
+        return out.permute(0, 2, 3, 4, 1)
+
+
+class CrossAttention(nn.Module):
+    """C-MHRA: queries (B, Nq, C) attend to key/value tokens (B, M, C); cost linear in M."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        b, m, c = kv.shape
+        k, v = self.kv(kv).view(b, m, 2, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(_heads(self.q(q), self.num_heads), k, v)
+        return self.proj(_merge(out))
+
+
+class GlobalUniBlock(nn.Module):
+    """Global UniBlock after the DPE: q ← q + C-MHRA(LN(q), LN(tokens)); q ← q + MLP(LN(q)).
+
+    The output projections start at zero, so a fresh block is the identity on its query.
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, dropout: float = 0.5,
+                 drop_path: float = 0.0, drop_path_mode: str = "official"):
+        super().__init__()
+        self.norm_q = nn.LayerNorm(dim)
+        self.norm_kv = nn.LayerNorm(dim)
+        self.attn = CrossAttention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, round(dim * mlp_ratio), dropout)
+        self.drop_path = drop_path
+        self.drop_path_mode = drop_path_mode
+        for lin in (self.attn.q, self.attn.kv, self.mlp.fc1):
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.zeros_(lin.bias)
+        for lin in (self.attn.proj, self.mlp.fc2):
+            nn.init.zeros_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def forward(self, q: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """q: (B, Nq, C) queries; tokens: (B, M, C) keys/values -> (B, Nq, C)."""
+        # official: DropPath over dim 0 of the (1, N, C) query = one draw for the whole batch.
+        shape = (1, 1, 1) if self.drop_path_mode == "official" else (q.shape[0], 1, 1)
+        q = q + drop_path(self.attn(self.norm_q(q), self.norm_kv(tokens)), self.drop_path, self.training, shape)
+        q = q + drop_path(self.mlp(self.norm2(q)), self.drop_path, self.training, shape)
+        return q
+
+
+class Head(nn.Module):
+    """LN → dropout → linear classifier."""
+
+    def __init__(self, dim: int, num_classes: int, dropout: float = 0.5):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.drop(self.norm(x)))
