@@ -100,6 +100,11 @@ class ModelConfig:
         return cls(**d)
 
 
+def _linspace(end: float, n: int) -> list[float]:
+    """Stochastic-depth rates rising linearly from 0 to ``end`` over ``n`` blocks."""
+    return [end * i / (n - 1) if n > 1 else 0.0 for i in range(n)]
+
+
 class UniFormerV2(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -113,13 +118,13 @@ class UniFormerV2(nn.Module):
         self.cls_token = nn.Parameter(scale * torch.randn(c))
         self.pos_embed = nn.Parameter(scale * torch.randn(cfg.tokens_per_frame, c))
         self.norm_pre = nn.LayerNorm(c)
-        dpr = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()
+        dpr = _linspace(cfg.drop_path_rate, cfg.depth)
         self.blocks = nn.ModuleList(
             LocalUniBlock(c, cfg.num_heads, cfg.mlp_ratio, dpr[i], cfg.local_mhra, cfg.local_mhra_reduction,
                           cfg.drop_path_mode)
             for i in range(cfg.depth))
         n = len(cfg.global_layers)
-        gdpr = torch.linspace(0, cfg.global_drop_path_rate, n).tolist()
+        gdpr = _linspace(cfg.global_drop_path_rate, n)
         self.dpe = nn.ModuleList(DPE(c) for _ in range(n))
         self.global_blocks = nn.ModuleList(
             GlobalUniBlock(c, cfg.num_heads, cfg.mlp_ratio, cfg.global_mlp_dropout, gdpr[j], cfg.drop_path_mode)
