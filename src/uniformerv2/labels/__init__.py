@@ -30,7 +30,8 @@ def _read(path) -> list[str]:
 def _shipped(name: str) -> tuple[str, ...]:
     if name == "kinetics710_uniformerv2_order":
         k710 = _shipped("kinetics710")  # rows 0-399: Kinetics-400 in alphabetical order, later spellings
-        return tuple(canonical_name(c) for c in _shipped("kinetics400_uniformerv2_order")) + k710[400:]
+        aliases = _k400_aliases()
+        return tuple(aliases.get(c, c) for c in _shipped("kinetics400_uniformerv2_order")) + k710[400:]
     ref = resources.files(__name__).joinpath(f"{name}.txt")
     if not ref.is_file():
         raise UserError(f"unknown label list {name!r}; shipped: {', '.join(list_label_sets())}")
@@ -44,9 +45,15 @@ def _k400_aliases() -> dict[str, str]:
     return {o: n for o, n in zip(old, new) if o != n}
 
 
+# Kinetics spellings that differ between the K600/K700 lists and the K710 list.
+_EXTRA_ALIASES = {"throwing ball (not baseball or american football)": "throwing ball"}
+
+
 def canonical_name(name: str) -> str:
-    """A class name with Kinetics-400 spellings replaced by the K600/K700/K710 ones."""
-    return _k400_aliases().get(name, name)
+    """A class name for matching across Kinetics lists: Kinetics-400 spellings replaced by the K710 ones,
+    lower-cased (K600 writes "passing american football", K710 "passing American football")."""
+    name = _k400_aliases().get(name, name).lower()
+    return _EXTRA_ALIASES.get(name, name)
 
 
 def list_label_sets() -> list[str]:

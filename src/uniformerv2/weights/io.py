@@ -21,8 +21,9 @@ _INERT_DICT_GLOBALS = ("yacs.config.CfgNode", "fvcore.common.config.CfgNode", "c
 
 
 def _inert(qualified: str) -> type:
+    """A stand-in class under a foreign name whose instances are plain dicts."""
     module, _, name = qualified.rpartition(".")
-    return type(name, (dict,), {"__module__": module, "__qualname__": name})
+    return type(name, (dict,), {"__module__": module, "__qualname__": name, "__new__": lambda cls, *a, **k: {}})
 
 
 def _torch_load(path: Path):
