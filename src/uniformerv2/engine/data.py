@@ -1,0 +1,102 @@
+"""The engine's view of the data pipeline: datasets from the config's list files, and the loaders.
+
+Any dataset works with the engine if ``ds[i]`` returns ``{"video": (3,T,H,W) or (V,3,T,H,W) float,
+"label": int, "index": i}`` (or a failure marker the collate function drops) and, for training,
+``set_epoch(e)`` keys its randomness on (seed, epoch, index). The loaders never touch the global RNG, so
+creating one does not change the model's dropout stream (needed for exact resume).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+from .distributed import DistInfo, ShardSampler, TrainSampler
+
+
+def _list_path(root: str, name: str) -> str:
+    p = Path(name)
+    if p.is_file() or p.is_absolute():
+        return str(p)
+    return str(Path(root) / name)
+
+
+def build_datasets(cfg: dict, data_config: dict, splits=("train", "val")) -> dict:
+    """{"train": clip dataset with training augmentation, "val": one centre view, "test": all test views}."""
+    from .. import data as D
+
+    d, out = cfg["data"], {}
+    for split in splits:
+        if not d.get(split):
+            if split == "train":
+                raise UserError("data.train is not set (a list file of 'path,label' lines)")
+            continue
+        path = _list_path(d["root"], d[split])
+        if not Path(path).is_file():
+            raise UserError(f"data.{split}: list file {path} not found")
+        dc = dict(data_config)
+        if split == "test":
+            for k in ("test_clips", "test_crops"):
+                if cfg["eval"].get(k):
+                    dc[k] = cfg["eval"][k]
+            out[split] = D.MultiViewDataset(path, root=d["root"], data_config=dc, separator=d["separator"])
+        else:
+            out[split] = D.VideoListDataset(path, root=d["root"], split=split, data_config=dc,
+                                            separator=d["separator"], seed=cfg["seed"])
+    return out
+
+
+def collate_fn(dataset):
+    """The dataset's own collate, else the data package's (drops undecodable videos into "skipped")."""
+    fn = getattr(dataset, "collate", None)
+    if fn is not None:
+        return fn
+    from .. import data as D
+
+    return D.collate
+
+
+def make_train_loader(dataset, cfg: dict, info: DistInfo):
+    tc = cfg["train"]
+    sampler = TrainSampler(len(dataset), tc["batch_size"], tc["accum_steps"], info.rank, info.world_size,
+                           cfg["seed"])
+    if sampler.batches_per_epoch < 1:
+        raise UserError(f"{len(dataset)} training videos make no full global batch of {tc['batch_size']}")
+    workers = cfg["data"]["num_workers"]
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=sampler.micro_batch, sampler=sampler, num_workers=workers, drop_last=False,
+        collate_fn=collate_fn(dataset), pin_memory=info.device.type == "cuda",
+        generator=torch.Generator().manual_seed(cfg["seed"]),  # not the global RNG
+        persistent_workers=False, prefetch_factor=4 if workers else None)
+    return loader, sampler
+
+
+def make_eval_loader(dataset, batch_size: int, num_workers: int = 0, rank: int = 0, world_size: int = 1):
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset), rank, world_size),
+        num_workers=num_workers, collate_fn=collate_fn(dataset), generator=torch.Generator().manual_seed(0))
+
+
+def item_names(dataset, indices: list[int]) -> list[str | None]:
+    """The video path of each item index, when the dataset can tell."""
+    for attr in ("paths", "videos", "items", "samples", "entries"):
+        seq = getattr(dataset, attr, None)
+        if seq is not None:
+            try:
+                return [_name(seq[i]) for i in indices]
+            except (IndexError, TypeError, KeyError):
+                break
+    return [None] * len(indices)
+
+
+def _name(entry) -> str | None:
+    if isinstance(entry, (str, Path)):
+        return str(entry)
+    for attr in ("path", "video"):
+        v = getattr(entry, attr, None) if not isinstance(entry, dict) else entry.get(attr)
+        if v is not None:
+            return str(v)
+    if isinstance(entry, (tuple, list)) and entry:
+        return str(entry[0])
+    return None
