@@ -67,3 +67,22 @@ def default_data_config(cfg: ModelConfig) -> dict:
     return dict(num_frames=cfg.num_frames, crop_size=cfg.img_size, short_side=cfg.img_size,
                 mean=[0.45] * 3, std=[0.225] * 3, sampling="sparse", test_clips=1, test_crops=1,
                 flip=True, bgr=False, rand_augment=None, repeated_aug=1)
+
+
+def load_model(path: str | Path, preset: str | None = None, **overrides) -> UniFormerV2:
+    """A trained model from any supported file: our model directory, our checkpoint file, or an official
+    ``.pyth``.  ``preset`` gives the architecture and data settings of files that carry no config
+    (official checkpoints); without it they are read off the tensor shapes."""
+    from ..weights.hub import from_pretrained, is_model_dir
+    from ..weights.loading import infer_options, read_checkpoint
+
+    if is_model_dir(path):
+        if preset is not None:
+            return create_model(preset, checkpoint=path, **overrides)
+        return from_pretrained(path, **overrides)
+    if preset is not None:
+        return create_model(preset, checkpoint=path, **overrides)
+    sd, _, _ = read_checkpoint(path)
+    options = infer_options(sd)
+    arch = options.pop("arch")
+    return create_model(arch, checkpoint=path, **{**options, **overrides})

@@ -175,3 +175,25 @@ def _map_rows(src_labels, n_src, dst_labels) -> list[int] | None:
 
 def _reset_head(model):
     model.head.fc.reset_parameters()
+
+
+def infer_options(sd: dict) -> dict:
+    """Model options read off our state dict's shapes (for checkpoints that come without a config).
+
+    Frame count is not stored in any weight: 8 (16 with temporal downsampling) is assumed, as the zoo.
+    Global blocks are assumed to sit on the last layers, as in every official recipe.
+    """
+    stem = sd["stem.weight"]
+    width, patch, kt = stem.shape[0], stem.shape[-1], stem.shape[2]
+    depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
+    n_global = len({k.split(".")[1] for k in sd if k.startswith("global_blocks.")})
+    grid = int(round((sd["pos_embed"].shape[0] - 1) ** 0.5))
+    local = "double" if "blocks.0.lmhra2.down.weight" in sd else "single" if "blocks.0.lmhra1.down.weight" in sd else "none"
+    archs = {(768, 12, 16): "uniformerv2_b16", (1024, 24, 14): "uniformerv2_l14"}
+    arch = archs.get((width, depth, patch), "uniformerv2_b16")
+    if arch == "uniformerv2_l14" and grid * patch == 336:
+        arch = "uniformerv2_l14_336"
+    return dict(arch=arch, embed_dim=width, depth=depth, num_heads=max(1, width // 64), patch_size=patch,
+                img_size=grid * patch, num_classes=sd["head.fc.weight"].shape[0], temporal_downsample=kt > 1,
+                num_frames=16 if kt > 1 else 8, local_mhra=local, global_layers=list(range(depth - n_global, depth)),
+                frozen_backbone="balance" not in sd)
