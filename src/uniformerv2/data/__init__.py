@@ -15,7 +15,7 @@ _EXPORTS = {
     "randaugment": ["RandAugment"],
     "mixup": ["Mixup", "one_hot_smooth"],
     "datasets": ["VideoListDataset", "MultiViewDataset", "read_video_list", "read_labels", "VideoItem",
-                 "chunk_views"],
+                 "chunk_views", "scan_class_folders"],
     "loader": ["build_loader", "collate", "seed_worker", "sample_generator"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

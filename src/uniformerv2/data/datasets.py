@@ -1,0 +1,170 @@
+"""Datasets over video lists.
+
+``VideoListDataset`` item: ``{"video": (3, T, H, W) from the transform (float, or uint8
+with ``build_transform(..., output="uint8")``) or, with ``raw=True``, the decoded uint8 (T, H, W, 3),
+"label": int, "index": int, "path": str}``; with ``repeats=k > 1`` the video is (k, ...) holding k augmented
+clips of the same video (repeated augmentation; ``collate`` flattens them). A video that cannot be read gives
+``{"error": message, "path", "index", "label"}`` instead: ``collate`` drops it and lists it, nothing is ever
+substituted. ``MultiViewDataset`` item: ``video`` (V, 3, T, H, W), V = clips x crops, clip-major.
+
+Random draws use a generator keyed on (seed, epoch, index) (``set_epoch``), so they do not depend on workers.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import VideoError
+from .decode import DEFAULT_TIMEOUT_S, read_clip
+from .lists import VideoItem, read_labels, read_video_list, scan_class_folders
+from .loader import sample_generator
+from .sampling import dense_indices, sparse_indices
+
+__all__ = ["VideoListDataset", "MultiViewDataset", "chunk_views", "read_video_list", "read_labels", "VideoItem",
+           "scan_class_folders"]
+
+
+class _Base(Dataset):
+    window_in_train = False
+
+    def __init__(self, items, *, num_frames, sampling, stride, backend, timeout, seed, frame_template,
+                 frame_start_index, bgr, list_options):
+        self.classes = None
+        if isinstance(items, (str, bytes)) or hasattr(items, "__fspath__"):
+            if os.path.isdir(items):
+                items, self.classes = scan_class_folders(items)
+            else:
+                items = read_video_list(items, **(list_options or {}))
+        self.items = list(items)
+        if sampling not in ("sparse", "dense"):
+            raise ValueError(f"sampling must be 'sparse' or 'dense', got {sampling!r}")
+        if sampling == "dense" and not stride:
+            raise ValueError("dense sampling needs a stride")
+        self.num_frames, self.sampling, self.stride = num_frames, sampling, stride
+        self.backend, self.timeout, self.seed, self.bgr = backend, timeout, seed, bgr
+        self.frame_template, self.frame_start_index = frame_template, frame_start_index
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()   # seen by persistent workers
+
+    def __len__(self):
+        return len(self.items)
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.fill_(int(epoch))
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def generator(self, index: int) -> torch.Generator:
+        return sample_generator(self.seed, self.epoch, index)
+
+    def indices(self, num_frames: int, split: str, clip: int, num_clips: int, g) -> np.ndarray:
+        if self.sampling == "sparse":
+            return sparse_indices(num_frames, self.num_frames, split=split, clip=clip, num_clips=num_clips,
+                                  generator=g)
+        return dense_indices(num_frames, self.num_frames, self.stride, split=split, clip=clip,
+                             num_clips=num_clips, generator=g)
+
+    def read(self, item: VideoItem, sample):
+        """Decode with ``sample(num_frames) -> indices``; untrimmed items in training sample inside their
+        annotated [start, end] window (official ANet train: offset int(V * start / total), length
+        V * (end - start) / total frames)."""
+        folder = {}
+        if item.num_frames is not None:
+            folder = dict(num_frames=item.num_frames, template=self.frame_template,
+                          start_index=self.frame_start_index, bgr=self.bgr)
+        if item.total_time is not None and self.window_in_train:
+            def windowed(n):
+                first = int(n * item.start / item.total_time)
+                length = max(1, min(int(n * (item.end - item.start) / item.total_time), n - first))
+                return first + np.asarray(sample(length))
+            return read_clip(item.path, windowed, self.backend, timeout=self.timeout, **folder)
+        return read_clip(item.path, sample, self.backend, timeout=self.timeout, **folder)
+
+    def failure(self, index: int, item: VideoItem, error: Exception) -> dict:
+        return {"error": " ".join(str(error).split()), "path": item.path, "index": index, "label": item.label}
+
+
+class VideoListDataset(_Base):
+    """One clip per video, for training (``split="train"``) or validation (``"val"``/``"test"``)."""
+
+    def __init__(self, items, *, split: str = "train", num_frames: int = 8, transform=None,
+                 sampling: str = "sparse", stride: int | None = None, repeats: int = 1, raw: bool = False,
+                 backend: str = "pyav", timeout: float | None = DEFAULT_TIMEOUT_S, seed: int = 0,
+                 frame_template: str = "img_{:05d}.jpg", frame_start_index: int = 1, bgr: bool = False,
+                 on_error: str = "skip", list_options: dict | None = None):
+        super().__init__(items, num_frames=num_frames, sampling=sampling, stride=stride, backend=backend,
+                         timeout=timeout, seed=seed, frame_template=frame_template,
+                         frame_start_index=frame_start_index, bgr=bgr, list_options=list_options)
+        if on_error not in ("skip", "raise"):
+            raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+        self.split, self.transform, self.repeats, self.raw, self.on_error = split, transform, repeats, raw, on_error
+        self.window_in_train = split == "train"
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.items[index]
+        g = self.generator(index)
+        try:
+            frames = self.read(item, lambda n: self.indices(n, self.split, 0, 1, g))[0]
+        except VideoError as e:
+            if self.on_error == "raise":
+                raise
+            return self.failure(index, item, e)
+        clip = torch.from_numpy(frames)
+        if self.raw or self.transform is None:
+            videos = [clip] * self.repeats
+        else:
+            videos = [self.transform(clip, generator=g) for _ in range(self.repeats)]
+        out = {"video": videos[0] if self.repeats == 1 else torch.stack(videos), "label": item.label,
+               "index": index, "path": item.path}
+        if self.repeats > 1:
+            out["repeats"] = self.repeats
+        return out
+
+
+class MultiViewDataset(_Base):
+    """All ``num_clips`` temporal clips x ``num_crops`` spatial crops of each video, for testing.
+
+    ``transform`` must be a test transform with ``num_crops`` crops; all clips are decoded in one pass.
+    """
+
+    def __init__(self, items, *, transform, num_frames: int = 8, num_clips: int = 4, num_crops: int = 3,
+                 sampling: str = "sparse", stride: int | None = None, backend: str = "pyav",
+                 timeout: float | None = DEFAULT_TIMEOUT_S, frame_template: str = "img_{:05d}.jpg",
+                 frame_start_index: int = 1, bgr: bool = False, list_options: dict | None = None):
+        super().__init__(items, num_frames=num_frames, sampling=sampling, stride=stride, backend=backend,
+                         timeout=timeout, seed=0, frame_template=frame_template,
+                         frame_start_index=frame_start_index, bgr=bgr, list_options=list_options)
+        self.transform, self.num_clips, self.num_crops = transform, num_clips, num_crops
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.items[index]
+
+        def all_clips(n):
+            return np.concatenate([self.indices(n, "test", k, self.num_clips, None) for k in range(self.num_clips)])
+        try:
+            frames = torch.from_numpy(self.read(item, all_clips)[0])
+        except VideoError as e:
+            return self.failure(index, item, e)
+        t = self.num_frames
+        views = []
+        for k in range(self.num_clips):
+            v = self.transform(frames[k * t:(k + 1) * t])
+            views += list(v) if v.ndim == 5 else [v]
+        return {"video": torch.stack(views), "label": item.label, "index": index, "path": item.path}
+
+
+def chunk_views(video: torch.Tensor, *, max_views: int | None = None, max_bytes: int | None = None,
+                bytes_per_element: int | None = None) -> list[torch.Tensor]:
+    """Split views (V, 3, T, H, W) into chunks of at most ``max_views`` views or ``max_bytes`` of input
+    (at ``bytes_per_element``, default the tensor's element size), at least one view per chunk."""
+    per_view = video[0].numel() * (bytes_per_element or video.element_size())
+    limit = video.shape[0]
+    if max_views is not None:
+        limit = min(limit, max_views)
+    if max_bytes is not None:
+        limit = min(limit, max(1, max_bytes // per_view))
+    return list(torch.split(video, max(1, limit)))
