@@ -44,11 +44,12 @@ def videos(tmp_path_factory):
     return out
 
 
+@pytest.mark.parametrize("threads", [1, 0])
 @pytest.mark.parametrize("kind", ["mp4", "mp4_long_gop", "avi", "webm"])
-def test_exact_frames_by_code(videos, kind):
+def test_exact_frames_by_code(videos, kind, threads):
     if kind not in videos:
         pytest.skip("this PyAV build has no libvpx-vp9 encoder")
-    frames = read_frames(videos[kind], PICKS, threads=1)
+    frames = read_frames(videos[kind], PICKS, threads=threads)
     assert frames.shape == (len(PICKS), 48, 64, 3) and frames.dtype == np.uint8
     assert [read_code(f) for f in frames] == PICKS
     ref = plain_decode(videos[kind])
@@ -202,3 +203,14 @@ def test_unknown_and_missing_backends(videos):
                 read_frames(videos["mp4"], [0], backend=name)
         else:
             assert [read_code(f) for f in read_frames(videos["mp4"], PICKS, backend=name)] == PICKS
+
+
+def test_benchmark_video_has_b_frames_and_reads_exactly(tmp_path):
+    from uniformerv2.data.benchmark import decode_everything, write_kinetics_like
+
+    path = write_kinetics_like(tmp_path / "k.mp4", gop=250, seconds=1.0, width=96, height=64)
+    with av.open(str(path)) as c:
+        types = [f.pict_type.name for f in c.decode(video=0)]
+    assert "B" in types and types.count("I") == 1
+    picks = sparse_indices(30, 8, split="val")
+    assert np.array_equal(read_frames(path, picks, threads=1), decode_everything(path, picks))
