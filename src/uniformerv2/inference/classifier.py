@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError, VideoError
-from .views import Window, clip_indices, crop_views, parse_views, plan_windows
+from .views import ViewMaker, clip_indices, parse_views, plan_windows
 
 DEFAULT_CPU_MEMORY = 2 << 30          # bytes of activations per forward chunk on CPU
 MAX_FRAMES_PER_READ = 512             # frames decoded at once for long videos
@@ -159,6 +159,7 @@ class VideoClassifier:
             f"class {i}" for i in range(model.num_classes)]
         self.data = dict(getattr(model, "data_config", None) or {})
         self.memory_cap = memory_cap
+        self._view_makers: dict[int, ViewMaker] = {}
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -245,7 +246,8 @@ class VideoClassifier:
     def _views_of(self, frames: np.ndarray, shape: tuple, crops: int) -> torch.Tensor:
         """frames of shape[0] clips x shape[1] frames, flattened -> views (clips*crops, 3, T, S, S)."""
         clips, t = shape
-        return torch.cat([crop_views(frames[k * t:(k + 1) * t], self.data, crops) for k in range(clips)])
+        make = self._view_makers.get(crops) or self._view_makers.setdefault(crops, ViewMaker(self.data, crops))
+        return torch.cat([make(frames[k * t:(k + 1) * t]) for k in range(clips)])
 
     def _predict_batch(self, videos, top_k, clips, crops, fps, on_error):
         """Whole-video predictions; the views of all readable videos go through the model together."""
@@ -322,10 +324,11 @@ class VideoClassifier:
     def _run(self, views: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """views (V, 3, T, S, S) -> (features (V, C), softmax probs (V, num_classes)), float32 numpy,
         in chunks whose activations fit the memory cap."""
-        chunk = self._chunk_size()
+        from ..data.datasets import chunk_views
+
         feats, probs = [], []
-        for i in range(0, len(views), chunk):
-            x = views[i:i + chunk].to(self.device, self.dtype, non_blocking=True)
+        for x in chunk_views(views, max_views=self._chunk_size()):
+            x = x.to(self.device, self.dtype, non_blocking=True)
             f = self.model.forward_features(x)
             logits = self.model.head(f)
             feats.append(f.float().cpu())

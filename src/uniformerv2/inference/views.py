@@ -1,7 +1,8 @@
 """Test views: which frames and which crops the model sees, and the windows of a long video.
 
 A *view* is one temporal clip (official sparse test sampling, clip ``k`` of ``K``) seen through one spatial
-crop (``crops`` crops spread along the long side after the short side is resized; 1 crop = the centre).
+crop (3 crops: left/centre/right, or top/centre/bottom, after the short side is resized; 1 crop: the centre).
+The sampling and transforms themselves are ``uniformerv2.data``'s; this module picks them for inference.
 
 Layouts, used everywhere in ``uniformerv2.inference``:
     frames   uint8 (T, H, W, 3), RGB, as decoded
@@ -12,12 +13,10 @@ Layouts, used everywhere in ``uniformerv2.inference``:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import UserError
 
@@ -34,55 +33,40 @@ def parse_views(spec, default: tuple[int, int]) -> tuple[int, int]:
             clips = crops = None
     else:
         clips, crops = tuple(spec) if len(tuple(spec)) == 2 else (None, None)
-    if not isinstance(clips, int) or not isinstance(crops, int) or clips < 1 or crops < 1:
-        raise UserError(f"views must look like CLIPSxCROPS, e.g. 4x3, got {spec!r}")
+    if not isinstance(clips, int) or not isinstance(crops, int) or clips < 1 or crops not in (1, 3):
+        raise UserError(f"views must look like CLIPSxCROPS with 1 or 3 crops, e.g. 4x3, got {spec!r}")
     return clips, crops
 
 
-def sparse_test_indices(num_frames: int, length: int, clip: int = 0, clips: int = 1) -> np.ndarray:
-    """Official TSN-style test sampling: ``length`` segments, frame at offset (clip+1)/(clips+1) in each.
+def clip_indices(num_frames: int, length: int, clips: int, first: int = 0) -> np.ndarray:
+    """(clips, length) frame indices of the official sparse test clips 0..clips-1 of frames
+    [first, first + num_frames) (see ``uniformerv2.data.sampling``)."""
+    from ..data.sampling import sparse_indices
 
-    seg = (num_frames - 1) / length;  frame_i = round(seg * i) + int(seg / (clips + 1) * (clip + 1)).
-    """
     if num_frames < 1:
         raise UserError("cannot sample from a video with no frames")
-    seg = (num_frames - 1) / length
-    offset = int(seg / (clips + 1) * (clip + 1))
-    idx = np.round(seg * np.arange(length)).astype(np.int64) + offset
-    return np.clip(idx, 0, num_frames - 1)
+    return np.stack([sparse_indices(num_frames, length, split="test", clip=k, num_clips=clips)
+                     for k in range(clips)]) + first
 
 
-def clip_indices(num_frames: int, length: int, clips: int, first: int = 0) -> np.ndarray:
-    """(clips, length) frame indices of every test clip of frames [first, first + num_frames)."""
-    return np.stack([sparse_test_indices(num_frames, length, k, clips) for k in range(clips)]) + first
+class ViewMaker:
+    """uint8 (T, H, W, 3) RGB -> float32 (crops, 3, T, S, S): the official test transform of the model's
+    ``data_config`` (short side to ``short_side``, bilinear; centre or 3 crops; mean/std), with the channels
+    reversed first for models trained on BGR frames (Something-Something)."""
 
+    def __init__(self, data: dict, crops: int):
+        from ..data.transforms import build_transform
 
-def crop_views(frames: np.ndarray, data: dict, crops: int) -> torch.Tensor:
-    """uint8 (T, H, W, 3) -> float32 (crops, 3, T, S, S): short side to ``short_side`` (bilinear), then
-    ``crops`` crops of ``crop_size`` evenly spread along the long side (3 = left/centre/right or
-    top/centre/bottom, 1 = centre), normalised with the model's mean/std."""
-    size, short = int(data["crop_size"]), int(data.get("short_side") or data["crop_size"])
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255)  # (T, 3, H, W)
-    h, w = x.shape[-2:]
-    nh, nw = (short, math.floor(w * short / h)) if h <= w else (math.floor(h * short / w), short)
-    nh, nw = max(nh, size), max(nw, size)
-    if (nh, nw) != (h, w):
-        x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False)
-    mean = torch.tensor(data["mean"], dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(data["std"], dtype=x.dtype).view(1, 3, 1, 1)
-    x = (x - mean) / std
-    if data.get("bgr"):
-        x = x.flip(1)
-    out = []
-    for j in range(crops):
-        y0 = _offset(nh - size, j, crops) if nh > nw else math.ceil((nh - size) / 2)
-        x0 = _offset(nw - size, j, crops) if nh <= nw else math.ceil((nw - size) / 2)
-        out.append(x[:, :, y0:y0 + size, x0:x0 + size])
-    return torch.stack(out).permute(0, 2, 1, 3, 4).contiguous()  # (crops, 3, T, S, S)
+        self.bgr = bool(data.get("bgr"))
+        self.transform = build_transform("test", crop_size=int(data["crop_size"]),
+                                         short_side=data.get("short_side"), mean=data["mean"], std=data["std"],
+                                         num_crops=crops)
 
-
-def _offset(room: int, j: int, n: int) -> int:
-    return math.ceil(room / 2) if n == 1 else math.ceil(room * j / (n - 1))
+    def __call__(self, frames: np.ndarray) -> torch.Tensor:
+        if self.bgr:
+            frames = frames[..., ::-1]
+        x = self.transform(torch.from_numpy(np.ascontiguousarray(frames)))
+        return x if x.ndim == 5 else x.unsqueeze(0)
 
 
 @dataclass(frozen=True)
@@ -95,28 +79,15 @@ class Window:
 
 
 def plan_windows(num_frames: int, fps: float, window: float, stride: float | None = None) -> list[Window]:
-    """Windows of ``window`` seconds every ``stride`` seconds (default: ``window``) that cover the video.
+    """Windows of ``window`` seconds every ``stride`` seconds (default: ``window``) that cover the video:
+    they start at 0, stride, 2·stride, … and the last one is moved back to end at the last frame, so every
+    window has the same length (a video shorter than ``window`` is one window). See
+    ``uniformerv2.data.sampling.sliding_windows``."""
+    from ..data.sampling import sliding_windows
 
-    All windows have the same length (a video shorter than ``window`` is one window). The first starts at 0, the
-    last ends at the end of the video, and the starts in between are spread evenly, at most ``stride`` apart:
-    n = ceil((duration - window) / stride) + 1 windows (exactly the stride grid when it fits the video).
-    """
     stride = window if stride is None else stride
     if window is None or window <= 0 or stride <= 0:
         raise UserError(f"window and stride must be positive seconds, got window={window}, stride={stride}")
     if not fps or fps <= 0:
         raise UserError("windows in seconds need the frame rate (pass fps= for frame arrays)")
-    duration = num_frames / fps
-    room = duration - window
-    if room <= 1e-9:
-        starts = [0.0]
-    else:
-        n = math.ceil(room / stride - 1e-9) + 1
-        starts = [room * i / (n - 1) for i in range(n)]
-    out = []
-    for s in starts:
-        e = min(s + window, duration)
-        first = min(int(round(s * fps)), num_frames - 1)
-        stop = max(min(int(round(e * fps)), num_frames), first + 1)
-        out.append(Window(round(s, 6), round(e, 6), first, stop))
-    return out
+    return [Window(round(a, 6), round(b, 6), f0, f1) for f0, f1, a, b in sliding_windows(num_frames, fps, window, stride)]
