@@ -237,3 +237,10 @@ def test_drop_path_official_masks():
     per_token = out[:, :, 0]
     assert torch.all(per_token == per_token[:1])
     assert set(per_token[0].unique().tolist()) <= {0.0, 2.0}
+
+
+def test_no_graph_breaks_under_torch_compile():
+    for preset, train in (("tiny_ssv2_8x64", False), ("tiny_k400_8x64", True)):
+        model = u.create_model(preset).train(train)
+        explained = torch._dynamo.explain(model)(torch.randn(2, 3, 8, 64, 64))
+        assert explained.graph_count == 1 and explained.graph_break_count == 0, explained.break_reasons
