@@ -138,8 +138,12 @@ def test_bad_files_are_skipped_and_reported(library):
     assert [p.rsplit("/", 1)[1] for p in batch["skipped"]] == ["broken.mp4", "empty.mp4"]
     assert sum("broken.mp4" in str(w.message) for w in caught) == 1  # warned once per file
     assert collate([ds[1]])["video"] is None
+    short = VideoListDataset(read_list(library, ["b.avi 0", "c.mp4 1"]), split="train", num_frames=4, raw=True,
+                             min_frames=30)
+    assert "too short (25 frames" in short[0]["error"] and "error" not in short[1]
 
 
+@pytest.mark.filterwarnings("ignore:skipping unreadable video")
 def test_loader_with_two_workers_matches_one_process(library):
     lines = ["a.mp4 0", "broken.mp4 1", "c.mp4 1", "empty.mp4 0", "b.avi 1", "missing.mp4 0"]
     ds = VideoListDataset(read_list(library, lines), split="train", num_frames=4,
@@ -172,3 +176,13 @@ def test_multiview_dataset_and_chunks(library):
     chunks = chunk_views(full, max_bytes=2 * full[0].numel() * 4)
     assert [c.shape[0] for c in chunks] == [2, 2, 2] and torch.equal(torch.cat(chunks), full)
     assert [c.shape[0] for c in chunk_views(full, max_views=4)] == [4, 2]
+
+
+def test_package_import_is_light_and_exports_resolve():
+    import subprocess
+    import sys
+
+    code = ("import sys, uniformerv2.data as d; loaded = [m for m in sys.modules if m == 'av' or "
+            "m.startswith('uniformerv2.data.')]; assert not loaded, loaded; "
+            "missing = [n for n in d.__all__ if getattr(d, n, None) is None]; assert not missing, missing")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -18,12 +18,12 @@ def _need(module: str, extra: str):
 
 def read_clip_decord(path, sample, deadline, threads):
     decord = _need("decord", "decord")
-    from .decode import VideoInfo, check_indices
+    from .decode import VideoInfo, pick_indices
 
     try:
         vr = decord.VideoReader(str(path), num_threads=threads)
         n = len(vr)
-        idx = check_indices(path, sample(n), n)
+        idx = pick_indices(path, sample, n)
         deadline.check()
         frames = vr.get_batch(idx.tolist()).asnumpy()
         fps = float(vr.get_avg_fps())
@@ -37,7 +37,7 @@ def read_clip_decord(path, sample, deadline, threads):
 
 def read_clip_opencv(path, sample, deadline, threads):
     cv2 = _need("cv2", "opencv")
-    from .decode import VideoInfo, check_indices, stack_frames
+    from .decode import VideoInfo, pick_indices, stack_frames
 
     cap = cv2.VideoCapture(str(path))
     try:
@@ -45,7 +45,7 @@ def read_clip_opencv(path, sample, deadline, threads):
             raise VideoError(f"{path}: OpenCV cannot open the video")
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         fps = float(cap.get(cv2.CAP_PROP_FPS))
-        idx = check_indices(path, sample(n), n)
+        idx = pick_indices(path, sample, n)
         need, frames = set(idx.tolist()), {}
         for i in range(max(need) + 1):
             deadline.check()

@@ -89,13 +89,17 @@ class _Base(Dataset):
 
 
 class VideoListDataset(_Base):
-    """One clip per video, for training (``split="train"``) or validation (``"val"``/``"test"``)."""
+    """One clip per video, for training (``split="train"``) or validation (``"val"``/``"test"``).
+
+    Videos with fewer than ``min_frames`` frames count as failures (the official code accepts any length and
+    repeats frames, hence the default 1). ``on_error="raise"`` raises instead of returning a failure marker.
+    """
 
     def __init__(self, items, *, split: str = "train", num_frames: int = 8, transform=None,
                  sampling: str = "sparse", stride: int | None = None, repeats: int = 1, raw: bool = False,
                  backend: str = "pyav", timeout: float | None = DEFAULT_TIMEOUT_S, seed: int = 0,
                  frame_template: str = "img_{:05d}.jpg", frame_start_index: int = 1, bgr: bool = False,
-                 on_error: str = "skip", list_options: dict | None = None):
+                 on_error: str = "skip", min_frames: int = 1, list_options: dict | None = None):
         super().__init__(items, num_frames=num_frames, sampling=sampling, stride=stride, backend=backend,
                          timeout=timeout, seed=seed, frame_template=frame_template,
                          frame_start_index=frame_start_index, bgr=bgr, list_options=list_options)
@@ -103,12 +107,17 @@ class VideoListDataset(_Base):
             raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
         self.split, self.transform, self.repeats, self.raw, self.on_error = split, transform, repeats, raw, on_error
         self.window_in_train = split == "train"
+        self.min_frames = min_frames
 
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
         g = self.generator(index)
+        def sample(n):
+            if n < self.min_frames:
+                raise VideoError(f"{item.path}: too short ({n} frames, at least {self.min_frames} wanted)")
+            return self.indices(n, self.split, 0, 1, g)
         try:
-            frames = self.read(item, lambda n: self.indices(n, self.split, 0, 1, g))[0]
+            frames = self.read(item, sample)[0]
         except VideoError as e:
             if self.on_error == "raise":
                 raise

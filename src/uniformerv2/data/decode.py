@@ -98,6 +98,13 @@ def iter_frames(path, *, timeout: float | None = DEFAULT_TIMEOUT_S, threads: int
         container.close()
 
 
+def pick_indices(path, sample, num_frames: int) -> np.ndarray:
+    """``sample(num_frames)`` checked against the video: a ``VideoError`` for empty videos or bad indices."""
+    if num_frames <= 0:
+        raise VideoError(f"{path}: no decodable video frames")
+    return check_indices(path, sample(num_frames), num_frames)
+
+
 def check_indices(path, indices, num_frames: int) -> np.ndarray:
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     if num_frames <= 0:
@@ -150,7 +157,7 @@ def _read_clip_pyav(path, sample, deadline: Deadline, threads: int):
         stream = _pyav.video_stream(container, path, threads)
         table = _pyav.scan(container, stream, path, deadline)
         info = _info(container, stream, len(table.pts))
-        idx = check_indices(path, sample(info.num_frames), info.num_frames)
+        idx = pick_indices(path, sample, info.num_frames)
         wanted = sorted(set(idx.tolist()))
         frames = _pyav.decode_frames(container, stream, table, wanted, path, deadline)
         return stack_frames(path, frames, idx), idx, info

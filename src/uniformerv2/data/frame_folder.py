@@ -40,10 +40,10 @@ def probe_folder(directory, *, template: str = DEFAULT_TEMPLATE, num_frames: int
 
 def read_folder_clip(directory, sample, deadline: Deadline, *, template: str = DEFAULT_TEMPLATE,
                      start_index: int = 1, bgr: bool = False, num_frames: int | None = None, fps: float = 12.0):
-    from .decode import VideoInfo, check_indices, stack_frames
+    from .decode import VideoInfo, pick_indices, stack_frames
 
     n = num_frames if num_frames is not None else count_frames(directory, template)
-    idx = check_indices(directory, sample(n), n)
+    idx = pick_indices(directory, sample, n)
     frames = {}
     for i in sorted(set(idx.tolist())):
         deadline.check()

@@ -33,7 +33,8 @@ def seed_worker(worker_id: int) -> None:
 
 
 def collate(items: list) -> dict:
-    """Stack good items; failed ones (dicts with ``"error"``) are dropped and listed.
+    """Stack good items; failed ones (dicts with ``"error"``) are dropped, listed, and warned about once per
+    file in each process (collate runs in the DataLoader workers).
 
     Returns ``{"video": (B, ...) or None if all failed, "label": (B,), "index": (B,), "skipped": [paths],
     "errors": [messages]}`` plus ``"path"`` when items carry one. Items holding ``k`` repeated augmentations
