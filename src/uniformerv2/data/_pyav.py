@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import VideoError
 from ._deadline import Deadline
 
-SEEK_GAP = 12            # seek only when it skips more than this many frames
+SEEK_GAP = 4             # seek only when that skips more than this many frames (cheap: a flush)
 UNTRUSTED_FORMATS = {"avi"}
 
 
@@ -99,14 +99,19 @@ def scan(container, stream, path, deadline: Deadline) -> FrameTable:
 
 def decode_frames(container, stream, table: FrameTable, wanted, path, deadline: Deadline) -> dict:
     """``{index: RGB uint8 (H, W, 3)}`` for every index in ``wanted`` (a sorted list of unique indices)."""
-    if table.trusted:
-        try:
-            return _decode_by_timestamp(container, stream, table, wanted, deadline)
-        except _Untrusted:
-            pass
-    container.seek(0, backward=True)  # back to the start (the scan read to the end)
-    stream.codec_context.skip_frame = "DEFAULT"
-    return _decode_by_counting(container, stream, wanted, path, deadline)
+    import av
+
+    try:
+        if table.trusted:
+            try:
+                return _decode_by_timestamp(container, stream, table, wanted, deadline)
+            except _Untrusted:
+                pass
+        container.seek(0, backward=True)  # back to the start (the scan read to the end)
+        stream.codec_context.skip_frame = "DEFAULT"
+        return _decode_by_counting(container, stream, wanted, path, deadline)
+    except av.FFmpegError as e:
+        raise VideoError(f"{path}: decoding failed ({_reason(e)})") from e
 
 
 def _decode_by_timestamp(container, stream, table, wanted, deadline) -> dict:
