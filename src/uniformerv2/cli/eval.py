@@ -26,8 +26,8 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def load_model(path: str, cfg: dict):
-    from ..model import create_model
+def resolve_model(path: str, cfg: dict):
+    from ..model.factory import load_model
     from ..weights.hub import from_pretrained, is_model_dir
 
     p = Path(path)
@@ -42,9 +42,9 @@ def load_model(path: str, cfg: dict):
             raise UserError(f"--model {path}: not a model directory nor a run directory with best/ or final/")
     if is_model_dir(p):
         model = from_pretrained(p)
-    else:
+    else:  # a checkpoint file (ours or official) into the config's model
         m = cfg["model"]
-        model = create_model(m["preset"], checkpoint=p, head=m["head"], labels=m["labels"], **m["options"])
+        model = load_model(p, preset=m["preset"], **m["options"])
     model.data_config = {**model.data_config, **cfg["data"]["pipeline"]}
     return model
 
@@ -60,9 +60,9 @@ def run(args) -> int:
         raise UserError(f"data.{args.split} is not set (a list file of 'path,label' lines)")
     info = dist.setup(cfg["train"]["device"])
     try:
-        model = load_model(args.model, cfg).to(info.device)
+        model = resolve_model(args.model, cfg).to(info.device)
         cfg["data"]["test"] = cfg["data"][args.split]
-        dataset = build_datasets(cfg, model.data_config, splits=("test",))["test"]
+        dataset = build_datasets(cfg, model.data_config, ("test",), model.labels, model.cfg.num_classes)["test"]
         workers = cfg["eval"]["num_workers"] if cfg["eval"]["num_workers"] is not None else cfg["data"]["num_workers"]
         res = evaluate(model, dataset, aggregate=cfg["eval"]["aggregate"], batch_size=cfg["eval"]["batch_size"],
                        num_workers=workers, labels=model.labels, out_dir=args.output,

@@ -31,8 +31,12 @@ DEFAULTS: dict = {
         "train": None,               # list files ("path,label" lines); relative to root if not found as is
         "val": None,
         "test": None,                # multi-view test after training (best checkpoint), if given
-        "separator": ",",
+        "separator": None,           # list field separator (default: "," if the line has one, else spaces)
         "num_workers": 4,
+        "backend": "pyav",           # video decoder: pyav | decord | opencv
+        "timeout": 30.0,             # seconds per video before it counts as undecodable
+        "frame_template": "img_{:05d}.jpg",  # frame-folder lists (Something-Something)
+        "frame_start_index": 1,
         "pipeline": {},              # overrides of the model's data config (test_clips, flip, rand_augment...)
     },
     "train": {

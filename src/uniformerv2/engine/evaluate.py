@@ -33,7 +33,7 @@ def predict_scores(model, loader, aggregate: str = "softmax", device=None, amp_d
     for batch in loader:
         skipped.extend(batch.get("skipped", []))
         video = batch["video"]
-        if len(video):
+        if video is not None and len(video):
             video = video.to(device, non_blocking=True)
             multi = video.dim() == 6
             b, v = video.shape[0], video.shape[1] if multi else 1

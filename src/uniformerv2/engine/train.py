@@ -135,7 +135,8 @@ def _train(cfg: dict, out: Path, resume: bool, info: dist.DistInfo, given: dict 
     # ---- model, data ----------------------------------------------------------------------------------
     seed_everything(cfg["seed"])  # same initial weights on every rank
     model = build_model(cfg)
-    datasets = dict(given) if given else build_datasets(cfg, model.data_config, splits=("train", "val"))
+    datasets = dict(given) if given else build_datasets(cfg, model.data_config, ("train", "val"), model.labels,
+                                                        model.cfg.num_classes)
     train_set, val_set = datasets["train"], datasets.get("val")
     loader, sampler = make_train_loader(train_set, cfg, info)
     steps_per_epoch = sampler.batches_per_epoch
@@ -252,7 +253,7 @@ def _train(cfg: dict, out: Path, resume: bool, info: dist.DistInfo, given: dict 
                 window["wait"] += time.perf_counter() - t0
                 video, labels = batch["video"], batch["label"]
                 n_local, skipped_local = len(labels), len(batch.get("skipped", []))
-                if n_local == 0:  # every video of this rank's share failed: a zero-weight dummy keeps DDP in step
+                if n_local == 0 or video is None:  # every video of this rank's share failed: a zero-weight dummy keeps DDP in step
                     video, labels = torch.zeros(1, 3, *clip_shape(model)), torch.zeros(1, dtype=torch.long)
                 video = video.to(dev, non_blocking=True)
                 labels = labels.to(dev, non_blocking=True)
@@ -340,7 +341,8 @@ def _train(cfg: dict, out: Path, resume: bool, info: dist.DistInfo, given: dict 
         save_checkpoint()
 
     # ---- outputs ---------------------------------------------------------------------------------------------
-    summary = {"output_dir": str(out), "steps": step, "epochs": epoch + batch_in_epoch / max(steps_per_epoch, 1),
+    digests = dist.all_gather_objects(weights_digest(model))
+    summary = {"output_dir": str(out), "steps": step, "ranks_in_sync": len(set(digests)) == 1, "epochs": epoch + batch_in_epoch / max(steps_per_epoch, 1),
                "best_val_top1": best["top1"], "best_step": best["step"], **counters}
     if main:
         meta = {"training": {"steps": step, "seed": cfg["seed"], "best_val_top1": best["top1"]}}
@@ -358,7 +360,8 @@ def _train(cfg: dict, out: Path, resume: bool, info: dist.DistInfo, given: dict 
         if main and (out / "checkpoints" / "best.pt").exists():
             model.load_state_dict(ckpt.load(out / "checkpoints" / "best.pt")["model"])
         dist.broadcast_state(model)  # the best weights of rank 0, without assuming a shared file system
-        test_set = datasets.get("test") or build_datasets(cfg, model.data_config, splits=("test",))["test"]
+        test_set = datasets.get("test") or build_datasets(cfg, model.data_config, ("test",), model.labels,
+                                                                     model.cfg.num_classes)["test"]
         res = evaluate(test_model, test_set, aggregate=cfg["eval"]["aggregate"],
                        batch_size=cfg["eval"]["batch_size"], num_workers=_eval_workers(cfg),
                        out_dir=out / "test" if main else None, labels=model.labels,
@@ -370,6 +373,17 @@ def _train(cfg: dict, out: Path, resume: bool, info: dist.DistInfo, given: dict 
     log.close()
     dist.barrier()
     return summary
+
+
+def weights_digest(model) -> str:
+    """SHA-256 of the model's parameters and buffers (to check that every rank holds the same weights)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def clip_shape(model) -> tuple[int, int, int]:
