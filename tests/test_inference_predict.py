@@ -44,7 +44,7 @@ def ckpt(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clf(ckpt):
-    return VideoClassifier.from_pretrained(ckpt, preset="tiny_k400_8x64")
+    return VideoClassifier.from_pretrained(ckpt, preset="tiny_k400_8x64", device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +71,18 @@ def test_checkpoint_loads_exactly(ckpt, clf):
     x = torch.randn(2, 3, 8, 64, 64, generator=g)
     with torch.no_grad():
         assert torch.equal(clf.model(x), source(x))
-    assert clf.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert clf.dtype == (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+
+
+def test_default_device_and_dtype(ckpt, clf, small_video):
+    """CUDA + bf16 when available, else CPU + fp32; either way close to CPU fp32."""
+    auto = VideoClassifier.from_pretrained(ckpt, preset="tiny_k400_8x64")
+    cuda = torch.cuda.is_available()
+    assert auto.device.type == ("cuda" if cuda else "cpu")
+    assert auto.dtype == (torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32)
+    assert next(auto.model.parameters()).dtype == auto.dtype
+    a, b = auto.predict(small_video, views="2x3"), clf.predict(small_video, views="2x3")
+    assert a.probs.dtype == np.float32
+    np.testing.assert_allclose(a.probs, b.probs, atol=2e-2 if cuda else 1e-6)
 
 
 def test_predict_shared_videos(clf):
@@ -128,7 +138,7 @@ def test_list_is_batched_and_errors_are_per_input(clf, small_video, tmp_path):
 
 
 def test_memory_cap_chunks_views(ckpt, small_video):
-    clf = VideoClassifier.from_pretrained(ckpt, preset="tiny_k400_8x64")
+    clf = VideoClassifier.from_pretrained(ckpt, preset="tiny_k400_8x64", device="cpu")
     ref = clf.predict(small_video, views="3x3")
     clf.memory_cap = 1  # one view per forward pass
     assert clf._chunk_size() == 1
@@ -138,20 +148,20 @@ def test_memory_cap_chunks_views(ckpt, small_video):
 def test_default_views_come_from_the_model(ckpt, small_video):
     model = uniformerv2.create_model("tiny_k400_8x64", checkpoint=ckpt)
     model.data_config = dict(model.data_config, test_clips=4, test_crops=3)   # as the Kinetics presets
-    pred = VideoClassifier(model).predict(small_video)
+    pred = VideoClassifier(model, device="cpu").predict(small_video)
     assert len(pred.views) == 12 and pred.view_probs.shape == (12, 400)
     with pytest.raises(UserError, match="CLIPSxCROPS"):
-        VideoClassifier(model).predict(small_video, views="4x2")
+        VideoClassifier(model, device="cpu").predict(small_video, views="4x2")
 
 
 def test_bgr_models_see_reversed_channels(tmp_path, small_video):
     ssv2 = VideoClassifier.from_pretrained(official_checkpoint("tiny_ssv2_8x64", tmp_path / "s.pyth", 3),
-                                           preset="tiny_ssv2_8x64")
+                                           preset="tiny_ssv2_8x64", device="cpu")
     assert uniformerv2.get_preset("ssv2_b16_16x224").data_config()["bgr"] and len(ssv2.labels) == 174
     ssv2.data["bgr"] = True                        # as the official Something-Something presets
     frames = read_frames(small_video, range(45))
     bgr = ssv2.predict(frames, views="1x3")
-    rgb_model = VideoClassifier(ssv2.model)
+    rgb_model = VideoClassifier(ssv2.model, device="cpu")
     rgb_model.data = dict(ssv2.data, bgr=False)
     np.testing.assert_allclose(bgr.probs, rgb_model.predict(frames[..., ::-1].copy(), views="1x3").probs, atol=1e-6)
     assert not np.allclose(bgr.probs, rgb_model.predict(frames, views="1x3").probs, atol=1e-6)
