@@ -10,13 +10,43 @@ Every module here reads that layout directly: the local temporal MHRA works on t
 view with linear layers and a shifted-sum temporal convolution, the DPE reads the (B, T, H, W, C)
 view as a channels-last 3D tensor, and the global cross-attention reads (B, T·L, C).  There are no
 permutes to a sequence-first layout.
+
+Implementation choices that only change speed (the numbers agree up to float rounding; see
+tests/test_perf_model.py), picked by measurement on the target device:
+
+* ``DPE.impl``: "conv" (``F.conv3d``, default), "shift" (27 shifted multiply-adds on the channels-last
+  (B, T, H, W, C) view — one fused kernel under ``torch.compile``), "conv2d" (three depthwise 2D
+  convolutions, one per temporal tap, summed with a shift along T).  ``UniFormerV2.set_dpe_impl``.
+* ``LocalUniBlock.checkpoint_policy`` for activation checkpointing: "branches" (attention and MLP
+  branches recomputed), "block" (the whole layer, local MHRA included: only its input is stored) or
+  "save_attention" (like "branches" but the attention kernel's output is kept, so only the cheap
+  projections and norms are recomputed).
+* Eager inference path (``LocalUniBlock.forward_inplace``): no autograd, no autocast, not compiling —
+  the residual stream is updated in place, biases and residuals go through ``addmm_``, QuickGELU is a
+  single in-place SiLU with its 1.702 folded into the two GEMMs' scalars.  Chosen automatically by
+  ``UniFormerV2.forward_features``; ``UniFormerV2.eager_fast_path = False`` turns it off.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
+from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
+
+DPE_IMPLS = ("conv", "shift", "conv2d")
+CHECKPOINT_POLICIES = ("branches", "block", "save_attention")
+_GELU_SCALE = 1.702
+
+
+def _save_attention_policy(ctx, op, *args, **kwargs):
+    name = str(op)
+    if "scaled_dot_product" in name or "flash_attention" in name or "efficient_attention" in name:
+        return CheckpointPolicy.MUST_SAVE
+    return CheckpointPolicy.PREFER_RECOMPUTE
+
+
+def _save_attention_context():
+    return create_selective_checkpoint_contexts(_save_attention_policy)
 
 
 class QuickGELU(nn.Module):
@@ -68,11 +98,14 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        """Attention output before the output projection, (B, L, C)."""
         b, l, c = x.shape
         qkv = self.qkv(x).view(b, l, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
-        return self.proj(_merge(out))
+        return _merge(F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.mix(x))
 
 
 class TemporalDepthwiseConv(nn.Module):
@@ -93,11 +126,17 @@ class TemporalDepthwiseConv(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # out[t] = bias + sum_k w[k]·x[t + k - pad]; out-of-range taps read zero padding, i.e. are skipped.
         t, pad = x.shape[1], self.kernel_size // 2
-        xp = F.pad(x, (0, 0, 0, 0, pad, pad))
-        out = self.bias + xp[:, 0:t] * self.weight[:, 0]
-        for k in range(1, self.kernel_size):
-            out = out + xp[:, k : k + t] * self.weight[:, k]
+        out = torch.addcmul(self.bias, x, self.weight[:, pad])
+        for k in range(self.kernel_size):
+            s = k - pad
+            if s == 0 or abs(s) >= t:
+                continue
+            if s < 0:
+                out[:, -s:].addcmul_(x[:, : t + s], self.weight[:, k])
+            else:
+                out[:, : t - s].addcmul_(x[:, s:], self.weight[:, k])
         return out
 
 
@@ -118,11 +157,26 @@ class LocalMHRA(nn.Module):
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
 
+    def folded_down(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight and bias of ``down ∘ norm`` with the BatchNorm's running statistics (eval only)."""
+        bn = self.norm
+        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+        shift = bn.bias - bn.running_mean * scale
+        return self.down.weight * scale, torch.addmv(self.down.bias, self.down.weight, shift)
+
+    def _fold(self) -> bool:
+        return not self.training and self.fold_bn and self.norm.running_mean is not None
+
+    fold_bn = True  # eval: BatchNorm folded into ``down`` (set False to run them separately)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, T, N, C) patch tokens -> (B, T, N, C) update (without the residual)."""
-        shape = x.shape
-        x = self.norm(x.reshape(-1, shape[-1])).view(shape)
-        return self.up(self.dwconv(self.down(x)))
+        if self._fold():
+            h = F.linear(x, *self.folded_down())
+        else:
+            shape = x.shape
+            h = self.down(self.norm(x.reshape(-1, shape[-1])).view(shape))
+        return self.up(self.dwconv(h))
 
 
 class LocalUniBlock(nn.Module):
@@ -144,6 +198,7 @@ class LocalUniBlock(nn.Module):
         self.drop_path = drop_path
         self.drop_path_mode = drop_path_mode
         self.grad_checkpointing = False
+        self.checkpoint_policy = "branches"
 
     def _mask_shape(self, x: torch.Tensor, t: int) -> tuple[int, ...]:
         # official: timm DropPath over dim 0 of (L, N·T, C) = one draw per token position.
@@ -165,9 +220,11 @@ class LocalUniBlock(nn.Module):
     def _local(self, m: LocalMHRA, x: torch.Tensor, t: int) -> torch.Tensor:
         bt, l, c = x.shape
         b = bt // t
-        delta = m(x.view(b, t, l, c)[:, :, 1:])  # (B, T, HW, C)
+        frames = x.view(b, t, l, c)
+        delta = m(frames[:, :, 1:])  # (B, T, HW, C)
         delta = drop_path(delta, self.drop_path, self.training, (b, 1, 1, 1))
-        return x + F.pad(delta, (0, 0, 1, 0)).view(bt, l, c)  # class tokens get a zero update
+        # class tokens get a zero update
+        return torch.cat([frames[:, :, :1], frames[:, :, 1:] + delta], dim=2).view(bt, l, c)
 
     def _attn(self, x):
         return self.attn(self.norm1(x))
@@ -175,32 +232,127 @@ class LocalUniBlock(nn.Module):
     def _mlp(self, x):
         return self.mlp(self.norm2(x))
 
-    def forward(self, x: torch.Tensor, t: int) -> torch.Tensor:
-        ckpt = self.grad_checkpointing and self.training and torch.is_grad_enabled()
+    def _layer(self, x: torch.Tensor, t: int, ckpt: bool = False) -> torch.Tensor:
+        if ckpt and self.checkpoint_policy == "save_attention":
+            def run(fn, y):
+                return checkpoint(fn, y, use_reentrant=False, context_fn=_save_attention_context)
+        elif ckpt:
+            def run(fn, y):
+                return checkpoint(fn, y, use_reentrant=False)
+        else:
+            def run(fn, y):
+                return fn(y)
         if self.lmhra1 is not None:
             x = self._local(self.lmhra1, x, t)
-        x = self._residual(x, checkpoint(self._attn, x, use_reentrant=False) if ckpt else self._attn(x), t)
+        x = self._residual(x, run(self._attn, x), t)
         if self.lmhra2 is not None:
             x = self._local(self.lmhra2, x, t)
-        x = self._residual(x, checkpoint(self._mlp, x, use_reentrant=False) if ckpt else self._mlp(x), t)
+        return self._residual(x, run(self._mlp, x), t)
+
+    def forward(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        ckpt = self.grad_checkpointing and self.training and torch.is_grad_enabled()
+        if ckpt and self.checkpoint_policy == "block":
+            return checkpoint(self._layer, x, t, use_reentrant=False)
+        return self._layer(x, t, ckpt)
+
+    @torch.no_grad()
+    def forward_inplace(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        """Eager inference (eval, no autocast): the same layer, updating ``x`` (B·T, L, C) in place.
+
+        Residual adds ride on ``addmm_`` (bias added first, then the GEMM accumulates into the stream);
+        QuickGELU(h) = SiLU(1.702·h)/1.702 with the 1.702 folded into the scalars of the two GEMMs.
+        Equal to :meth:`forward` up to float rounding.
+        """
+        bt, l, c = x.shape
+        flat = x.view(bt * l, c)
+        if self.lmhra1 is not None:
+            self._local_inplace(self.lmhra1, x, t)
+        h = self.attn.mix(self.norm1(x))
+        flat.add_(self.attn.proj.bias).addmm_(h.view(bt * l, c), self.attn.proj.weight.t())
+        if self.lmhra2 is not None:
+            self._local_inplace(self.lmhra2, x, t)
+        fc1, fc2 = self.mlp.fc1, self.mlp.fc2
+        h = torch.addmm(fc1.bias, self.norm2(x).view(bt * l, c), fc1.weight.t(), beta=_GELU_SCALE, alpha=_GELU_SCALE)
+        F.silu(h, inplace=True)
+        flat.add_(fc2.bias).addmm_(h, fc2.weight.t(), alpha=1.0 / _GELU_SCALE)
         return x
+
+    @staticmethod
+    def _local_inplace(m: LocalMHRA, x: torch.Tensor, t: int) -> None:
+        bt, l, c = x.shape
+        patches = x.view(bt // t, t, l, c)[:, :, 1:]
+        patches.add_(m(patches))
 
 
 class DPE(nn.Module):
     """Dynamic position encoding: a depthwise 3×3×3 convolution over the (T, H, W) patch grid.
 
     Reads the (B, T, H, W, C) view as a channels-last 3D tensor; ``weight`` is (C, 1, 3, 3, 3).
+    ``impl`` picks how it is computed (same numbers up to rounding; see the module docstring).
     """
 
-    def __init__(self, dim: int, kernel_size: int = 3):
+    def __init__(self, dim: int, kernel_size: int = 3, impl: str = "conv"):
         super().__init__()
         self.conv = nn.Conv3d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
         nn.init.zeros_(self.conv.bias)  # the weight keeps the default init, as official
+        self.impl = impl
+
+    @property
+    def impl(self) -> str:
+        return self._impl
+
+    @impl.setter
+    def impl(self, value: str):
+        if value not in DPE_IMPLS:
+            raise ValueError(f"DPE impl must be one of {DPE_IMPLS}, got {value!r}")
+        self._impl = value
 
     def forward(self, grid: torch.Tensor) -> torch.Tensor:
         """grid: (B, T, H, W, C) -> (B, T, H, W, C)."""
+        if self._impl == "shift":
+            return self._shift(grid)
+        if self._impl == "conv2d":
+            return self._conv2d(grid)
         out = self.conv(grid.permute(0, 4, 1, 2, 3))
         return out.permute(0, 2, 3, 4, 1)
+
+    def _shift(self, grid: torch.Tensor) -> torch.Tensor:
+        # out = bias + sum over the k³ taps of w[tap] · (zero-padded grid shifted by the tap)
+        b, t, h, w, c = grid.shape
+        k = self.conv.kernel_size[0]
+        p = k // 2
+        xp = F.pad(grid, (0, 0, p, p, p, p, p, p))
+        wt = self.conv.weight.view(c, k * k * k).to(grid.dtype)
+        out = self.conv.bias.to(grid.dtype)
+        i = 0
+        for dt in range(k):
+            for dh in range(k):
+                for dw in range(k):
+                    out = out + xp[:, dt:dt + t, dh:dh + h, dw:dw + w] * wt[:, i]
+                    i += 1
+        return out
+
+    def _conv2d(self, grid: torch.Tensor) -> torch.Tensor:
+        # one depthwise k×k conv2d per temporal tap over every frame (channels-last), then
+        # out[t] = bias + sum_dt y_dt[t + dt - p] with the taps that fall outside [0, T) skipped
+        b, t, h, w, c = grid.shape
+        k = self.conv.kernel_size[0]
+        p = k // 2
+        frames = grid.reshape(b * t, h, w, c).permute(0, 3, 1, 2)
+        weight = self.conv.weight
+        out = None
+        for dt in range(k):
+            s = dt - p
+            if abs(s) >= t:
+                continue
+            y = F.conv2d(frames, weight[:, :, dt], self.conv.bias if s == 0 else None, padding=p, groups=c)
+            y = y.permute(0, 2, 3, 1).reshape(b, t, h, w, c)  # a view when cuDNN/oneDNN kept channels-last
+            if s == 0:
+                out = y if out is None else out + y
+            else:
+                shifted = F.pad(y[:, s:] if s > 0 else y[:, :t + s], (0, 0, 0, 0, 0, 0) + ((0, s) if s > 0 else (-s, 0)))
+                out = shifted if out is None else out + shifted
+        return out
 
 
 class CrossAttention(nn.Module):

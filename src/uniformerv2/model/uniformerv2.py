@@ -25,11 +25,10 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from .layers import DPE, GlobalUniBlock, Head, LocalUniBlock
+from .layers import CHECKPOINT_POLICIES, DPE, DPE_IMPLS, GlobalUniBlock, Head, LocalUniBlock
 
 FUSIONS = ("sequential", "parallel", "hierarchical_q", "hierarchical_kv")
 LOCAL_MHRA = ("none", "single", "double")
@@ -163,11 +162,35 @@ class UniFormerV2(nn.Module):
             if name.split(".")[0] in ("stem", "cls_token", "pos_embed", "norm_pre", "blocks"):
                 yield p
 
-    def set_grad_checkpointing(self, enable: bool | int = True):
-        """Activation checkpointing of attention and MLP in the first ``enable`` blocks (True = all)."""
+    def set_grad_checkpointing(self, enable: bool | int = True, policy: str | None = None):
+        """Activation checkpointing in the first ``enable`` blocks (True = all).
+
+        policy: "branches" (default: attention and MLP branches are recomputed, the layer's two residual
+        inputs are stored), "block" (the whole layer incl. local MHRA is recomputed from its input) or
+        "save_attention" (as "branches", but the attention kernel's output is kept).
+        """
+        if policy is not None and policy not in CHECKPOINT_POLICIES:
+            raise UserError(f"checkpoint policy must be one of {CHECKPOINT_POLICIES}, got {policy!r}")
         count = len(self.blocks) if enable is True else int(enable or 0)
         for i, blk in enumerate(self.blocks):
             blk.grad_checkpointing = i < count
+            if policy is not None:
+                blk.checkpoint_policy = policy
+
+    def set_dpe_impl(self, impl: str):
+        """How the DPE is computed: one of ``DPE_IMPLS`` (same numbers up to float rounding)."""
+        if impl not in DPE_IMPLS:
+            raise UserError(f"DPE impl must be one of {DPE_IMPLS}, got {impl!r}")
+        for m in self.dpe:
+            m.impl = impl
+        return self
+
+    # Eager inference without autograd/autocast updates the residual stream in place (see layers.py).
+    eager_fast_path = True
+
+    def _use_fast_path(self, x: torch.Tensor) -> bool:
+        return (self.eager_fast_path and not self.training and not torch.is_grad_enabled()
+                and not torch.is_autocast_enabled(x.device.type) and not torch.compiler.is_compiling())
 
     def reset_classifier(self, num_classes: int):
         self.cfg.num_classes = num_classes
@@ -189,6 +212,11 @@ class UniFormerV2(nn.Module):
         """(B, 3, T, H, W) -> tokens x: (B·T', 1+h·w, C), frame index fastest, class token first."""
         x = self.stem(video)  # (B, C, T', h, w)
         b, c, t, h, w = x.shape
+        if self._use_fast_path(x):  # write class token + patches + position embedding straight into place
+            out = x.new_empty(b * t, 1 + h * w, c)
+            out[:, 0] = self.cls_token + self.pos_embed[0]
+            torch.add(x.permute(0, 2, 3, 4, 1).reshape(b * t, h * w, c), self.pos_embed[1:], out=out[:, 1:])
+            return self.norm_pre(out)
         x = x.permute(0, 2, 3, 4, 1).reshape(b * t, h * w, c)
         cls = self.cls_token.to(x.dtype).expand(b * t, 1, c)
         x = torch.cat([cls, x], dim=1) + self.pos_embed.to(x.dtype)
@@ -200,7 +228,12 @@ class UniFormerV2(nn.Module):
         g = int(math.isqrt(l - 1))
         frames = x.view(b, t, l, c)
         pos = self.dpe[stage](frames[:, :, 1:].reshape(b, t, g, g, c)).reshape(b, t, l - 1, c)
-        return (frames + F.pad(pos, (0, 0, 1, 0))).view(b, t * l, c)
+        if self._use_fast_path(x) and pos.dtype == x.dtype:
+            out = torch.empty_like(frames)
+            out[:, :, 0] = frames[:, :, 0]
+            torch.add(frames[:, :, 1:], pos, out=out[:, :, 1:])
+            return out.view(b, t * l, c)
+        return torch.cat([frames[:, :, :1], frames[:, :, 1:] + pos], dim=2).view(b, t * l, c)
 
     def _fuse_stage(self, state: torch.Tensor | None, stage: int, tokens: torch.Tensor) -> torch.Tensor:
         """One step of multi-stage fusion. Returns the new state (see module docstring)."""
@@ -226,9 +259,10 @@ class UniFormerV2(nn.Module):
         self.check_input(video)
         b, t = video.shape[0], self.cfg.time_steps
         x = self.embed(video)
+        fast = self._use_fast_path(x)
         state = None
         for i, blk in enumerate(self.blocks):
-            x = blk(x, t)
+            x = blk.forward_inplace(x, t) if fast else blk(x, t)
             stage = self._stage_of.get(i)
             if stage is not None:
                 state = self._fuse_stage(state, stage, self._global_tokens(x, stage, b, t))
