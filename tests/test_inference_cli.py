@@ -18,6 +18,7 @@ from uniformerv2.data.decode import probe
 from videogen import write_video
 
 PRESET = "tiny_k400_8x64"
+MODEL = ("--preset", PRESET, "--device", "cpu")  # CPU fp32, as the API fixture
 
 
 def cli(*args, cwd=None):
@@ -37,7 +38,7 @@ def clf(ckpt):
 
 def test_cli_json_matches_api(ckpt, clf):
     videos = shared_videos()
-    r = cli("predict", *videos, "--model", ckpt, "--preset", PRESET, "--device", "cpu", "--views", "2x3", "--top-k", "4", "--json")
+    r = cli("predict", *videos, "--model", ckpt, *MODEL, "--views", "2x3", "--top-k", "4", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert [o["path"] for o in out] == [str(v) for v in videos]
@@ -58,7 +59,7 @@ def test_folder_with_broken_files(ckpt, tmp_path):
     (root / "sub" / "text.mp4").write_text("this is not a video\n")
     (root / "notes.txt").write_text("ignored: not a video extension\n")
     good = write_video(root / "sub" / "good.mp4", 40, width=80, height=64, fps=20)
-    r = cli("predict", root, "--model", ckpt, "--preset", PRESET, "--device", "cpu", "--json", "--top-k", "3")
+    r = cli("predict", root, "--model", ckpt, *MODEL, "--json", "--top-k", "3")
     assert r.returncode == 1, r.stderr
     out = {Path(o["path"]).name: o for o in json.loads(r.stdout)}
     assert set(out) == {"empty.mp4", "text.mp4", "good.mp4"}
@@ -72,7 +73,7 @@ def test_folder_with_broken_files(ckpt, tmp_path):
 def test_readable_table(ckpt, tmp_path, capsys):
     (tmp_path / "empty.mp4").write_bytes(b"")
     write_video(tmp_path / "good.mp4", 30, width=64, height=64, fps=10)
-    assert main(["predict", str(tmp_path), "--model", str(ckpt), "--preset", PRESET, "--device", "cpu", "--quiet", "--window", "1.5",
+    assert main(["predict", str(tmp_path), "--model", str(ckpt), *MODEL, "--quiet", "--window", "1.5",
                  "--top-k", "2"]) == 1
     out = capsys.readouterr().out
     assert out.count("ERROR") == 1 and out.count(" 1. ") == 1 and out.count(" 2. ") == 1
@@ -83,7 +84,7 @@ def test_timeline_and_annotated_video(ckpt, tmp_path):
     video = shared_videos()[-1]
     info = probe(video, exact=True)
     out_video = tmp_path / "annotated.mp4"
-    r = cli("predict", video, "--model", ckpt, "--preset", PRESET, "--device", "cpu", "--window", "2", "--stride", "1",
+    r = cli("predict", video, "--model", ckpt, *MODEL, "--window", "2", "--stride", "1",
             "--top-k", "2", "--json", "--output-video", out_video)
     assert r.returncode == 0, r.stderr
     [o] = json.loads(r.stdout)
@@ -106,7 +107,7 @@ def test_timeline_and_annotated_video(ckpt, tmp_path):
 def test_csv_output(ckpt, tmp_path):
     video = write_video(tmp_path / "v.mp4", 30, width=64, height=64, fps=10)
     out = tmp_path / "out.csv"
-    assert main(["predict", str(video), str(tmp_path / "missing.mp4"), "--model", str(ckpt), "--preset", PRESET, "--device", "cpu",
+    assert main(["predict", str(video), str(tmp_path / "missing.mp4"), "--model", str(ckpt), *MODEL,
                  "--csv", str(out), "--window", "1.5", "--top-k", "2"]) == 1
     rows = list(csv.DictReader(out.open()))
     ok = [x for x in rows if x["ok"] == "1"]
@@ -121,13 +122,13 @@ def test_features_cli(ckpt, clf, tmp_path):
     write_video(src / "a" / "one.mp4", 30, width=64, height=48, fps=10)
     write_video(src / "two.mp4", 20, width=64, height=48, fps=10)
     out = tmp_path / "feats"
-    r = cli("features", src, "--model", ckpt, "--preset", PRESET, "--device", "cpu", "--out", out, "--views", "1x3")
+    r = cli("features", src, "--model", ckpt, *MODEL, "--out", out, "--views", "1x3")
     assert r.returncode == 0, r.stderr
     one = load_file(str(out / "a" / "one.safetensors"))
     assert one["features"].shape == (64,) and one["view_features"].shape == (3, 64)
     ref = clf.extract_features(src / "a" / "one.mp4", views="1x3")
     np.testing.assert_allclose(one["features"], ref.features, atol=1e-5)
-    assert main(["features", str(src / "a" / "one.mp4"), "--model", str(ckpt), "--preset", PRESET, "--device", "cpu", "--out", str(out),
+    assert main(["features", str(src / "a" / "one.mp4"), "--model", str(ckpt), *MODEL, "--out", str(out),
                  "--format", "npy", "--window", "1"]) == 0
     assert np.load(out / "one.npy").shape == (3, 64)
     np.testing.assert_allclose(np.load(out / "one.windows.npy"), [[0, 1], [1, 2], [2, 3]])
@@ -135,13 +136,13 @@ def test_features_cli(ckpt, clf, tmp_path):
 
 def test_bad_usage_exits_2(ckpt, tmp_path, capsys):
     video = write_video(tmp_path / "v.mp4", 10, fps=10)
-    base = [str(video), "--model", str(ckpt), "--preset", PRESET, "--device", "cpu"]
+    base = [str(video), "--model", str(ckpt), *MODEL]
     assert main(["predict", *base, "--stride", "1"]) == 2
     assert main(["predict", *base, "--views", "4x2"]) == 2
     other = write_video(tmp_path / "w.mp4", 10, fps=10)
     assert main(["predict", str(other), *base, "--output-video", str(tmp_path / "o.mp4")]) == 2
     assert main(["predict", str(video), "--model", str(ckpt)]) == 2                      # .pyth without preset
-    assert main(["predict", str(tmp_path / "nothing-here"), "--model", str(ckpt), "--preset", PRESET, "--device", "cpu"]) == 1
-    assert main(["features", str(tmp_path), "--model", str(ckpt), "--preset", PRESET, "--device", "cpu", "--out", str(video)]) == 2
+    assert main(["predict", str(tmp_path / "nothing-here"), "--model", str(ckpt), *MODEL]) == 1
+    assert main(["features", str(tmp_path), "--model", str(ckpt), *MODEL, "--out", str(video)]) == 2
     err = capsys.readouterr().err
     assert "--stride needs --window" in err and "CLIPSxCROPS" in err and "exactly one input" in err

@@ -90,4 +90,5 @@ def plan_windows(num_frames: int, fps: float, window: float, stride: float | Non
         raise UserError(f"window and stride must be positive seconds, got window={window}, stride={stride}")
     if not fps or fps <= 0:
         raise UserError("windows in seconds need the frame rate (pass fps= for frame arrays)")
-    return [Window(round(a, 6), round(b, 6), f0, f1) for f0, f1, a, b in sliding_windows(num_frames, fps, window, stride)]
+    spans = sliding_windows(num_frames, fps, window, stride)
+    return [Window(round(a, 6), round(b, 6), f0, f1) for f0, f1, a, b in spans]
