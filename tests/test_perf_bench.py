@@ -1,0 +1,66 @@
+"""`uniformerv2 bench`: table rows with real values, the suite's markdown, the input-pipeline benchmark."""
+import os
+import re
+
+import pytest
+import torch
+
+from uniformerv2.bench import bench_pipeline, compare_with_official, run_suite
+from uniformerv2.cli import main
+
+ROW = re.compile(r"^\| ([^|]+?) \| (\w+)[^|]* \| (\d+) \| (\w+) \| ([\w-]+) \| ([0-9.]+) \| ([0-9.]+) \|")
+
+
+def _rows(text):
+    return [m.groups() for m in map(ROW.match, text.splitlines()) if m]
+
+
+def test_bench_cli_prints_a_row_with_positive_throughput(capsys, tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        assert main(["bench", "--preset", "tiny_k400_8x64", "--batch-size", "2", "--iters", "1", "--warmup", "1",
+                     "--threads", "1", "--dpe", "conv2d", "--out", str(tmp_path / "t.md")]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("device: CPU")
+        (label, impl, bs, dtype, mode, clips, mem), = _rows(out)
+        assert (label, impl, bs, dtype, mode) == ("inference", "ours", "2", "fp32", "none")
+        assert float(clips) > 0 and float(mem) > 0
+        assert (tmp_path / "t.md").read_text().count("| inference | ours |") == 1
+
+        assert main(["bench", "--preset", "tiny_ssv2_8x64", "--train", "--iters", "1", "--warmup", "1",
+                     "--threads", "1", "--grad-ckpt", "2", "--ckpt-policy", "block"]) == 0
+        (label, *_, clips, _), = _rows(capsys.readouterr().out)
+        assert label == "training" and float(clips) > 0
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_bench_cli_rejects_unknown_dpe():
+    with pytest.raises(SystemExit):
+        main(["bench", "--dpe", "fft"])
+
+
+def test_suite_markdown_has_every_row():
+    rows = [("inference tiny", "tiny_k400_8x64", 1, False, "fp32", {"dpe": "shift"}),
+            ("training tiny", "tiny_k400_8x64", 1, True, "fp32", {"grad_ckpt": 1, "ckpt_policy": "save_attention"})]
+    lines = run_suite(rows, compile_modes=("none",), warmup=0, iters=1, echo=lambda _: None)
+    assert lines[0].startswith("| workload | impl |")
+    parsed = _rows("\n".join(lines))
+    assert [r[0] for r in parsed] == ["inference tiny", "training tiny"] and all(float(r[5]) > 0 for r in parsed)
+    assert "ckpt 1 save_attention" in lines[-1]
+    skipped = run_suite(rows[:1], compile_modes=("none",), budget_s=-1, echo=lambda _: None)
+    assert "skipped (time budget)" in skipped[-1]
+
+
+def test_pipeline_reports_throughput_and_data_wait(tmp_path):
+    r = bench_pipeline("tiny_k400_8x64", batch_size=2, workers=0, steps=1, videos=2, seconds=1.0, dtype="fp32",
+                       workdir=tmp_path, verbose=False)
+    assert r["clips"] == 2 and r["clips_per_s"] > 0 and r["clips_per_core_s"] > 0
+    assert 0 < r["data_wait_fraction"] < 1
+
+
+@pytest.mark.skipif(not os.environ.get("UNIFORMERV2_OFFICIAL"),
+                    reason="set UNIFORMERV2_OFFICIAL to the official uniformerv2_model.py to compare with it")
+def test_side_by_side_with_official_code():
+    r = compare_with_official(os.environ["UNIFORMERV2_OFFICIAL"], "k400_b16_8x224", iters=1)
+    assert r["max_abs_logit_diff"] < 1e-4 and r["ours_ms"] > 0 and r["official_ms"] > 0
