@@ -110,7 +110,7 @@ def _print_table(results) -> None:
 
 
 def _write_csv(path, results) -> None:
-    from ..inference._files import write_output
+    from ..weights.hub import atomic_write
 
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -123,4 +123,4 @@ def _write_csv(path, results) -> None:
         for start, end, scores in rows:
             for rank, s in enumerate(scores, 1):
                 w.writerow([r.path, 1, start, end, rank, s.label, s.index, f"{s.prob:.6f}", ""])
-    write_output(Path(path), lambda tmp: Path(tmp).write_text(buf.getvalue(), newline=""))
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(buf.getvalue(), newline=""))

@@ -79,7 +79,7 @@ def export_onnx(model, out, *, opset: int = 18, legacy: bool = False, check: boo
                 tolerance: float = 1e-4) -> ExportReport:
     """Write an ONNX file (dynamo exporter; ``legacy=True``: the TorchScript one) and verify it with
     onnxruntime."""
-    from ._files import write_output
+    from ..weights.hub import atomic_write
 
     out = Path(out)
     module = prepare(model)
@@ -101,7 +101,7 @@ def export_onnx(model, out, *, opset: int = 18, legacy: bool = False, check: boo
     if big:  # external data is named after the file, so it is written in place
         write(str(out))
     else:
-        write_output(out, write)
+        atomic_write(out, write)
     diff = None
     if check:
         import onnxruntime as ort
@@ -113,7 +113,7 @@ def export_onnx(model, out, *, opset: int = 18, legacy: bool = False, check: boo
 
 def export_torch(model, out, *, check: bool = True, tolerance: float = 1e-4) -> ExportReport:
     """Write a ``torch.export`` program (``.pt2``; load with ``torch.export.load(path).module()``)."""
-    from ._files import write_output
+    from ..weights.hub import atomic_write
 
     out = Path(out)
     module = prepare(model)
@@ -121,7 +121,7 @@ def export_torch(model, out, *, check: bool = True, tolerance: float = 1e-4) -> 
     with _quiet():
         program = torch.export.export(module, (example_input(model, 2),), dynamic_shapes={"video": {0: batch}})
     extra = {"uniformerv2.json": json.dumps(metadata(model))}
-    write_output(out, lambda p: _save_program(p, program, extra))
+    atomic_write(out, lambda p: _save_program(p, program, extra))
     diff = None
     if check:
         loaded = torch.export.load(str(out)).module()

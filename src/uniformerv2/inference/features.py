@@ -21,17 +21,17 @@ FORMATS = ("safetensors", "npy")
 
 def save_features(feats, out: Path, fmt: str = "safetensors", metadata: dict | None = None) -> list[Path]:
     """Write ``feats`` (a ``Features``) to ``out`` (suffix added by format); returns the files written."""
-    from ._files import write_output
+    from ..weights.hub import atomic_write
 
     if fmt not in FORMATS:
         raise UserError(f"unknown feature format {fmt!r}; choose from {', '.join(FORMATS)}")
     out = Path(out)
     if fmt == "npy":
         paths = [out.with_name(out.name + ".npy")]
-        write_output(paths[0], lambda p: _save_npy(p, feats.features))
+        atomic_write(paths[0], lambda p: _save_npy(p, feats.features))
         if feats.windows is not None:
             paths.append(out.with_name(out.name + ".windows.npy"))
-            write_output(paths[1], lambda p: _save_npy(p, feats.windows))
+            atomic_write(paths[1], lambda p: _save_npy(p, feats.windows))
         return paths
     from safetensors.numpy import save_file
 
@@ -41,7 +41,7 @@ def save_features(feats, out: Path, fmt: str = "safetensors", metadata: dict | N
     tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
     path = out.with_name(out.name + ".safetensors")
-    write_output(path, lambda p: save_file(tensors, p, metadata=meta))
+    atomic_write(path, lambda p: save_file(tensors, p, metadata=meta))
     return [path]
 
 

@@ -18,8 +18,10 @@ from ..errors import CheckpointError
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
 
 
-def atomic_write(path: Path, write) -> None:
-    """Write through ``write(tmp_path)`` to a temporary file beside ``path``, fsync, then rename."""
+def atomic_write(path: Path, write) -> Path:
+    """Write through ``write(tmp_path)`` to a temporary file beside ``path``, fsync, then rename.
+
+    The file gets the usual mode of a new file (0666 & ~umask), not the private mode of temporary files."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -28,10 +30,14 @@ def atomic_write(path: Path, write) -> None:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
 
 
 def save_pretrained(model, directory, **metadata) -> Path:
