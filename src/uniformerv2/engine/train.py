@@ -253,7 +253,8 @@ def _train(cfg: dict, out: Path, resume: bool, info: dist.DistInfo, given: dict 
                 window["wait"] += time.perf_counter() - t0
                 video, labels = batch["video"], batch["label"]
                 n_local, skipped_local = len(labels), len(batch.get("skipped", []))
-                if n_local == 0 or video is None:  # every video of this rank's share failed: a zero-weight dummy keeps DDP in step
+                if n_local == 0 or video is None:  # all of this rank's share failed to decode:
+                    # a zero-weight dummy clip keeps this rank in step with the others (DDP, all-reduce)
                     video, labels = torch.zeros(1, 3, *clip_shape(model)), torch.zeros(1, dtype=torch.long)
                 video = video.to(dev, non_blocking=True)
                 labels = labels.to(dev, non_blocking=True)
@@ -342,8 +343,8 @@ def _train(cfg: dict, out: Path, resume: bool, info: dist.DistInfo, given: dict 
 
     # ---- outputs ---------------------------------------------------------------------------------------------
     digests = dist.all_gather_objects(weights_digest(model))
-    summary = {"output_dir": str(out), "steps": step, "ranks_in_sync": len(set(digests)) == 1, "epochs": epoch + batch_in_epoch / max(steps_per_epoch, 1),
-               "best_val_top1": best["top1"], "best_step": best["step"], **counters}
+    summary = {"output_dir": str(out), "steps": step, "epochs": epoch + batch_in_epoch / max(steps_per_epoch, 1),
+               "ranks_in_sync": len(set(digests)) == 1, "best_val_top1": best["top1"], "best_step": best["step"], **counters}
     if main:
         meta = {"training": {"steps": step, "seed": cfg["seed"], "best_val_top1": best["top1"]}}
         model.save_pretrained(out / "final", **meta)
