@@ -334,24 +334,29 @@ class DPE(nn.Module):
 
     def _conv2d(self, grid: torch.Tensor) -> torch.Tensor:
         # one depthwise k×k conv2d per temporal tap over every frame (channels-last), then
-        # out[t] = bias + sum_dt y_dt[t + dt - p] with the taps that fall outside [0, T) skipped
+        # out[t] = bias + sum_dt y_dt[t + dt - p], taps that fall outside [0, T) skipped; the shifted
+        # taps are added in place into the centre tap's output (convolutions do not need their output
+        # for backward, so this is autograd-safe)
         b, t, h, w, c = grid.shape
         k = self.conv.kernel_size[0]
         p = k // 2
         frames = grid.reshape(b * t, h, w, c).permute(0, 3, 1, 2)
         weight = self.conv.weight
-        out = None
+
+        def tap(dt, bias=None):
+            y = F.conv2d(frames, weight[:, :, dt], bias, padding=p, groups=c)
+            return y.permute(0, 2, 3, 1).reshape(b, t, h, w, c)  # a view when the conv kept channels-last
+
+        out = tap(p, self.conv.bias)
         for dt in range(k):
             s = dt - p
-            if abs(s) >= t:
+            if s == 0 or abs(s) >= t:
                 continue
-            y = F.conv2d(frames, weight[:, :, dt], self.conv.bias if s == 0 else None, padding=p, groups=c)
-            y = y.permute(0, 2, 3, 1).reshape(b, t, h, w, c)  # a view when cuDNN/oneDNN kept channels-last
-            if s == 0:
-                out = y if out is None else out + y
+            y = tap(dt)
+            if s > 0:
+                out[:, : t - s] += y[:, s:]
             else:
-                shifted = F.pad(y[:, s:] if s > 0 else y[:, :t + s], (0, 0, 0, 0, 0, 0) + ((0, s) if s > 0 else (-s, 0)))
-                out = shifted if out is None else out + shifted
+                out[:, -s:] += y[:, : t + s]
         return out
 
 
