@@ -190,7 +190,8 @@ class UniFormerV2(nn.Module):
 
     def _use_fast_path(self, x: torch.Tensor) -> bool:
         return (self.eager_fast_path and not self.training and not torch.is_grad_enabled()
-                and not torch.is_autocast_enabled(x.device.type) and not torch.compiler.is_compiling())
+                and not torch.is_autocast_enabled(x.device.type) and not torch.compiler.is_compiling()
+                and not torch.jit.is_tracing() and not torch.jit.is_scripting())
 
     def reset_classifier(self, num_classes: int):
         self.cfg.num_classes = num_classes
