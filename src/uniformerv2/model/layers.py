@@ -164,6 +164,20 @@ class LocalMHRA(nn.Module):
         shift = bn.bias - bn.running_mean * scale
         return self.down.weight * scale, torch.addmv(self.down.bias, self.down.weight, shift)
 
+    def folded_down_cached(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`folded_down`, recomputed only when a parameter or statistic changed (eager inference)."""
+        tensors = (self.norm.weight, self.norm.bias, self.norm.running_mean, self.norm.running_var,
+                   self.down.weight, self.down.bias)
+        try:
+            key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+        except RuntimeError:  # inference tensors carry no version counter: no caching
+            return self.folded_down()
+        cached = self.__dict__.get("_folded")
+        if cached is None or cached[0] != key:
+            cached = (key, self.folded_down())
+            self.__dict__["_folded"] = cached
+        return cached[1]
+
     def _fold(self) -> bool:
         return not self.training and self.fold_bn and self.norm.running_mean is not None
 
@@ -280,8 +294,19 @@ class LocalUniBlock(nn.Module):
     @staticmethod
     def _local_inplace(m: LocalMHRA, x: torch.Tensor, t: int) -> None:
         bt, l, c = x.shape
-        patches = x.view(bt // t, t, l, c)[:, :, 1:]
-        patches.add_(m(patches))
+        frames = x.view(bt // t, t, l, c)
+        if not m._fold():
+            frames[:, :, 1:].add_(m(frames[:, :, 1:]))
+            return
+        # Run the per-token projections on every row of the contiguous (B·T·L, C) stream — class-token
+        # rows included (1/L extra work) — instead of copying the strided patch rows out; the temporal
+        # conv is per token position, so the patch rows are exactly the patch-only result.  Only the
+        # patch rows receive the update.
+        weight, bias = m.folded_down_cached()
+        h = torch.addmm(bias, x.view(bt * l, c), weight.t()).view(bt // t, t, l, -1)
+        h = m.dwconv(h)
+        delta = torch.addmm(m.up.bias, h.view(bt * l, -1), m.up.weight.t()).view(bt // t, t, l, c)
+        frames[:, :, 1:].add_(delta[:, :, 1:])
 
 
 class DPE(nn.Module):
