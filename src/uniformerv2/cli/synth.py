@@ -22,8 +22,8 @@ def add_parser(subparsers) -> None:
                 + f"\ndefault: {','.join(DEFAULT_CLASSES)}"))
     p.add_argument("out_dir", metavar="OUT_DIR", help="output folder (created if missing)")
     p.add_argument("--classes", help="comma-separated class names, in label order (default: 6 classes)")
-    p.add_argument("--videos-per-class", type=int, default=80, metavar="N",
-                   help="clips per class, split 70/15/15 into train/val/test (default: 80)")
+    p.add_argument("--videos-per-class", type=int, default=200, metavar="N",
+                   help="clips per class, split 70/15/15 into train/val/test (default: 200)")
     p.add_argument("--frames", type=int, default=16, metavar="N", help="frames per clip (default: 16)")
     p.add_argument("--size", type=int, default=64, metavar="PX", help="frame height = width, even (default: 64)")
     p.add_argument("--fps", type=int, default=8, help="frame rate written to the files (default: 8)")

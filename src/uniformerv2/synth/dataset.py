@@ -53,7 +53,7 @@ def _split_counts(n: int | None, splits) -> tuple[int, int, int]:
         if n is not None and sum(counts) != n:
             raise UserError(f"split counts {counts} do not add up to videos_per_class={n}")
     else:
-        n = 80 if n is None else n
+        n = 200 if n is None else n
         total = float(sum(splits))
         if total <= 0:
             raise UserError("split fractions must not all be zero")
@@ -81,7 +81,7 @@ def generate(out_dir, *, classes=None, videos_per_class: int | None = None, fram
 
     ``classes``: names from :data:`AVAILABLE_CLASSES` (default :data:`DEFAULT_CLASSES`, 6 classes);
     label indices follow the given order.  ``splits``: per-class fractions (default 70/15/15 of
-    ``videos_per_class``, default 80) or integer counts.  ``workers``: processes (default: CPU count;
+    ``videos_per_class``, default 200) or integer counts.  ``workers``: processes (default: CPU count;
     0 or 1 = in this process).  Same arguments give the same frames (and, with the same PyAV/x264
     build, the same bytes)."""
     t0 = time.perf_counter()

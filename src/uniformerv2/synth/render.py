@@ -37,9 +37,9 @@ SHAPES = ("square", "disc", "triangle", "cross")
 _SS = 4  # supersampling factor for anti-aliased shape masks
 
 # geometry, as fractions of the frame size
-_HALF_TRAVEL = (0.18, 0.22)   # half the total displacement of a moving target
-_RADIUS_MID = (0.085, 0.105)  # circumradius of the target at mid-clip
-_GROWTH = (2.0, 2.5)          # size ratio last/first frame when growing
+_HALF_TRAVEL = (0.20, 0.24)   # half the total displacement of a moving target
+_RADIUS_MID = (0.11, 0.13)    # circumradius of the target at mid-clip
+_GROWTH = (1.7, 2.0)          # size ratio last/first frame when growing
 _ROTATION = (math.radians(120), math.radians(160))  # total turn over the clip
 _ALPHA_LOW = (0.1, 0.2)       # opacity at the start of "fading in"
 _EXTENT = _HALF_TRAVEL[1] + _RADIUS_MID[1] * math.sqrt(_GROWTH[1]) + 0.02  # keeps targets in view
@@ -92,7 +92,8 @@ def _background(rng, size: int) -> np.ndarray:
     """A static textured background (H, W, 3) float32: smooth noise, stripes or blobs."""
     kind = rng.integers(3)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    c = _muted(rng, 2)
+    c = _muted(rng, 1)
+    c = np.concatenate([c, np.clip(c + rng.uniform(-40, 40, size=(1, 3)), 20, 170)])  # low contrast
     if kind == 0:  # smooth noise between two colours
         g = int(rng.integers(3, 9))
         low = Image.fromarray((rng.uniform(0, 1, (g, g)) * 255).astype(np.uint8))
@@ -160,7 +161,7 @@ def render_clip(class_name: str, seed, *, frames: int = 16, size: int = 64,
     # distractors: static or out-and-back (a palindrome in time), drawn behind the target
     distractors = []
     for _ in range(int(rng.integers(3))):
-        r = rng.uniform(0.05, 0.08)
+        r = rng.uniform(0.04, 0.065)
         amp = rng.uniform(0.1, 0.2) if rng.random() < 0.5 else 0.0
         u = rng.normal(size=2)
         u /= np.linalg.norm(u) + 1e-9
@@ -169,7 +170,7 @@ def render_clip(class_name: str, seed, *, frames: int = 16, size: int = 64,
         path = p0 + amp * u * ((1 - np.cos(2 * np.pi * t)) / 2)[:, None]
         distractors.append((_unit_polygon(SHAPES[rng.integers(len(SHAPES))]), path * size,
                             r * size, rng.uniform(0, 2 * np.pi), _bright(rng)))
-    sigma = rng.uniform(2.0, 6.0)
+    sigma = rng.uniform(2.0, 5.0)
     noise = rng.normal(0.0, sigma, size=(frames, size, size, 3)).astype(np.float32)
 
     out = np.empty((frames, size, size, 3), np.uint8)
