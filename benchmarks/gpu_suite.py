@@ -3,8 +3,8 @@
     python benchmarks/gpu_suite.py --official /path/to/slowfast/models/uniformerv2_model.py --out gpu_table.md
 
 Phases, in priority order, each skipped (and listed as skipped) once ``--budget`` seconds have passed:
-  1. numerics: bf16 autocast logits vs fp32 (B/16, perturbed weights; eager and compiled), ours vs the
-     official code in fp32 (TF32 off) on the same weights;
+  1. numerics: bf16 autocast logits vs fp32 (B/16, perturbed weights; eager and regionally compiled), ours
+     vs the official code in fp32 (TF32 off) on the same weights;
   2. DPE implementations: the DPE alone on (64, 8, 14, 14, 768) bf16, eager and compiled, and whole-model
      B/16 bs64 inference with each (eager; compiled regionally) — the fastest compiled one is used below;
   3. the table, eager: official code and ours for every workload (same weights, same batch, same step);
@@ -26,8 +26,8 @@ import traceback
 
 import torch
 
-from uniformerv2.bench import (SUITE, bench_model, bench_official, bench_pipeline, build_official, free_memory,
-                               header, make_batch, perturbed_model)
+from uniformerv2.bench import (SUITE, bench_model, bench_official, bench_pipeline, build_official, compile_model,
+                               free_memory, header, make_batch, perturbed_model)
 from uniformerv2.model.factory import create_model
 from uniformerv2.model.layers import DPE, DPE_IMPLS
 
@@ -96,7 +96,7 @@ def numerics(args):
         with torch.autocast(DEV, dtype=torch.bfloat16):
             low = model(x).float()
             torch._dynamo.reset()
-            compiled = torch.compile(model)
+            compiled = compile_model(model, "regional")  # seconds to compile; same kernels as in the table
             low_c = compiled(x).float()
     for name, y in (("eager", low), ("compiled", low_c)):
         say(f"- bf16 autocast {name}: relative error of logits vs fp32 = {((y - ref).norm() / ref.norm()).item():.4f} "
@@ -275,7 +275,7 @@ def main():
         sys.exit("gpu_suite.py needs a CUDA device (or --dry-run)")
     skip = set(filter(None, args.skip.split(",")))
     say(f"# UniFormerV2 GPU benchmark\n\n{header()}; CUDA {torch.version.cuda}; {os.cpu_count()} CPU cores; "
-        f"TF32 on; bf16 autocast; clips/s = batch / mean step time after warm-up ({args.iters} timed steps)\n")
+        f"TF32 on; bf16 autocast; clips/s = batch / mean step time after warm-up ({args.iters} timed steps)")
     if "numerics" not in skip:
         guarded("numerics", lambda: numerics(args))
     dpe = args.dpe or ("conv" if "dpe" in skip else guarded("dpe", lambda: dpe_comparison(args)) or "conv")
