@@ -113,6 +113,12 @@ def test_frame_folder_dataset(tmp_path):
     assert int(video[0, -2, 3].argmax()) == 2                        # BGR: red lands in the last channel
 
 
+def test_bgr_models_get_bgr_frames_from_video_files_too(library):
+    rgb = VideoListDataset(read_list(library, ["a.mp4 0"]), split="val", num_frames=4, raw=True)[0]["video"]
+    bgr = VideoListDataset(read_list(library, ["a.mp4 0"]), split="val", num_frames=4, raw=True, bgr=True)[0]["video"]
+    assert torch.equal(bgr, rgb.flip(-1)) and not torch.equal(bgr, rgb)   # raw (T, H, W, 3): channels reversed
+
+
 def test_repeated_augmentation_and_collate(library):
     tr = build_transform("train", crop_size=32)
     ds = VideoListDataset(read_list(library, ["a.mp4 0", "c.mp4 1"]), split="train", num_frames=4,

@@ -276,3 +276,19 @@ def test_nothing_matched_fails_clearly(tmp_path):
     torch.save({f"visual.{k}": v for k, v in _clip_visual().items()}, tmp_path / "clip.pt")
     with pytest.raises(u.CheckpointError, match="image-ViT checkpoint.*pretrained="):
         u.create_model("uniformerv2_tiny", checkpoint=tmp_path / "clip.pt")
+
+
+def test_load_model_reads_the_architecture_off_a_configless_checkpoint(tmp_path):
+    src, sd, path = _official_file(tmp_path, "tiny_ssv2_8x64")
+    model = u.load_model(path).eval()
+    assert (model.cfg.num_heads, model.cfg.local_mhra, model.cfg.temporal_downsample) == (4, "double", True)
+    assert model.cfg.global_layers == [1, 2, 3] and model.cfg.num_frames == 16
+    video = torch.randn(1, 3, 16, 64, 64)
+    src16 = u.create_model("tiny_ssv2_8x64", num_frames=16, checkpoint=path).eval()
+    torch.testing.assert_close(model(video), src16(video))
+
+
+def test_fusions_without_an_official_form_are_refused():
+    for fusion in ("parallel", "hierarchical_q", "hierarchical_kv"):
+        with pytest.raises(ValueError, match="official"):
+            u.export_official_state_dict(u.create_model("uniformerv2_nano", fusion=fusion))

@@ -71,18 +71,23 @@ class _Base(Dataset):
     def read(self, item: VideoItem, sample):
         """Decode with ``sample(num_frames) -> indices``; untrimmed items in training sample inside their
         annotated [start, end] window (official ANet train: offset int(V * start / total), length
-        V * (end - start) / total frames)."""
+        V * (end - start) / total frames).  ``bgr``: the model wants BGR frames (the official SSv1/v2
+        checkpoints), whatever the source, video file or frame folder."""
         folder = {}
         if item.num_frames is not None:
             folder = dict(num_frames=item.num_frames, template=self.frame_template,
-                          start_index=self.frame_start_index, bgr=self.bgr)
+                          start_index=self.frame_start_index)
         if item.total_time is not None and self.window_in_train:
             def windowed(n):
                 first = int(n * item.start / item.total_time)
                 length = max(1, min(int(n * (item.end - item.start) / item.total_time), n - first))
                 return first + np.asarray(sample(length))
-            return read_clip(item.path, windowed, self.backend, timeout=self.timeout, **folder)
-        return read_clip(item.path, sample, self.backend, timeout=self.timeout, **folder)
+            frames, indices, info = read_clip(item.path, windowed, self.backend, timeout=self.timeout, **folder)
+        else:
+            frames, indices, info = read_clip(item.path, sample, self.backend, timeout=self.timeout, **folder)
+        if self.bgr:
+            frames = np.ascontiguousarray(frames[..., ::-1])
+        return frames, indices, info
 
     def failure(self, index: int, item: VideoItem, error: Exception) -> dict:
         return {"error": " ".join(str(error).split()), "path": item.path, "index": index, "label": item.label}

@@ -130,6 +130,8 @@ def official_to_ours(sd: dict) -> tuple[dict, list[str]]:
 def ours_to_official(sd: dict, prefix: str = "backbone.") -> dict:
     """Our names -> the official layout (names, shapes, ``backbone.`` prefix), in the official order."""
     out, pending = {}, {}
+    if "query" in sd and sd["query"].shape[0] != 1:
+        raise ValueError("the official layout has one video query: hierarchical fusions have no official form")
     for name, t in sd.items():
         m = _OUR_Q_KV.match(name)
         if m:
