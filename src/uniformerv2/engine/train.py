@@ -63,8 +63,11 @@ def build_model(cfg: dict):
     from ..model import create_model
 
     m = cfg["model"]
+    labels = m["labels"]
+    if isinstance(labels, str) and (Path(cfg["data"]["root"]) / labels).is_file():
+        labels = str(Path(cfg["data"]["root"]) / labels)  # a labels file beside the data lists
     model = create_model(m["preset"], pretrained=m["pretrained"], checkpoint=m["checkpoint"], head=m["head"],
-                         labels=m["labels"], **m["options"])
+                         labels=labels, **m["options"])
     if cfg["train"]["grad_checkpointing"]:
         model.set_grad_checkpointing(cfg["train"]["grad_checkpointing"])
     model.data_config = {**model.data_config, **cfg["data"]["pipeline"]}

@@ -42,11 +42,13 @@ def create_model(name: str, *, pretrained: str | Path | None = None, checkpoint:
 
     if head not in ("auto", "keep", "reset"):
         raise UserError(f"head must be 'auto', 'keep' or 'reset', got {head!r}")
-    cfg, preset = build_config(name, **options)
-    model = UniFormerV2(cfg)
     if isinstance(labels, (str, Path)):
         labels = load_labels(labels)
-    elif labels is None and preset is not None and len(load_labels(preset.labels)) == cfg.num_classes:
+    if labels is not None and "num_classes" not in options:
+        options["num_classes"] = len(labels)  # the class names fix the head's size
+    cfg, preset = build_config(name, **options)
+    model = UniFormerV2(cfg)
+    if labels is None and preset is not None and len(load_labels(preset.labels)) == cfg.num_classes:
         labels = load_labels(preset.labels)
     if labels is not None and len(labels) != cfg.num_classes:
         raise UserError(f"{len(labels)} labels given for a {cfg.num_classes}-class model")

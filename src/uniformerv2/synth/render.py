@@ -40,7 +40,7 @@ _SS = 4  # supersampling factor for anti-aliased shape masks
 # geometry, as fractions of the frame size
 _HALF_TRAVEL = (0.26, 0.30)   # half the total displacement of a moving target
 _RADIUS_MID = (0.08, 0.10)    # circumradius of the target at mid-clip
-_GROWTH = (1.7, 2.0)          # size ratio last/first frame when growing
+_GROWTH = (2.4, 2.8)          # size ratio last/first frame when growing
 _ROTATION = (math.radians(120), math.radians(160))  # total turn over the clip
 _ALPHA_LOW = (0.1, 0.2)       # opacity at the start of "fading in"
 _EXTENT = _HALF_TRAVEL[1] + _RADIUS_MID[1] * math.sqrt(_GROWTH[1]) + 0.02  # keeps targets in view
