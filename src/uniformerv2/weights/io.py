@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -71,9 +72,11 @@ def load_file(path: str | Path) -> dict:
             return st_load(str(path))
         except (SafetensorError, OSError, RuntimeError, ValueError) as e:
             raise CheckpointError(f"cannot read {path}: {' '.join(str(e).split())[:200]}") from None
-    if _is_torchscript(path):
+    if _is_torchscript(path):  # OpenAI's CLIP files; TorchScript is deprecated but the only way to read them
         try:
-            return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
         except RuntimeError as e:
             raise CheckpointError(f"cannot read TorchScript archive {path}: {str(e).splitlines()[0][:200]}") from None
     obj = _torch_load(path)
