@@ -82,7 +82,7 @@ def test_eager_inference_path_matches_autograd_path(preset):
     torch.testing.assert_close(model.head(features), reference, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("policy", [p for p in CHECKPOINT_POLICIES if p != "branches"])
+@pytest.mark.parametrize("policy", CHECKPOINT_POLICIES)
 def test_checkpoint_policies_give_the_same_gradients(policy):
     torch.manual_seed(1)
     opts = dict(num_classes=3, head_dropout=0.0, global_mlp_dropout=0.0)
