@@ -25,6 +25,14 @@ tests/test_perf_model.py), picked by measurement on the target device:
   the residual stream is updated in place, biases and residuals go through ``addmm_``, QuickGELU is a
   single in-place SiLU with its 1.702 folded into the two GEMMs' scalars.  Chosen automatically by
   ``UniFormerV2.forward_features``; ``UniFormerV2.eager_fast_path = False`` turns it off.
+* MLP memory in training (``Mlp.forward`` with grad enabled and dropout 0, i.e. every backbone
+  layer): QuickGELU and fc2 run as one autograd function, ``_QuickGELULinear``, that saves only fc1's
+  output h (plus fc2's weight) and recomputes sigmoid(1.702·h) and the activation in backward.  The
+  plain composition saves h, the sigmoid output and the activation output — three tokens×4C tensors —
+  so per token an MLP keeps 5C values (fc1 input and h) instead of 13C: two tokens×4C tensors fewer.
+  Works under ``torch.autocast`` (computed in h's dtype, as autocast would run fc2),
+  ``torch.compile`` and every checkpoint policy.  The module-level switch ``LEAN_MLP = False`` brings
+  back the plain path (for comparisons); inference and ``forward_inplace`` never use it.
 """
 from __future__ import annotations
 
@@ -65,7 +73,54 @@ def drop_path(x: torch.Tensor, p: float, training: bool, mask_shape: tuple[int, 
     return x * mask
 
 
+LEAN_MLP = True  # False: Mlp always runs the plain fc2(drop(act(fc1(x)))) (see the module docstring)
+
+
+class _QuickGELULinear(torch.autograd.Function):
+    """``F.linear(QuickGELU(h), weight, bias)`` that saves only ``h`` and ``weight`` for backward.
+
+    The plain composition keeps h, sigmoid(1.702·h) and the activation a = h·sigmoid(1.702·h) alive
+    until backward (three tensors of h's size); here backward recomputes s = sigmoid(1.702·h) and
+    a = h·s from h and uses
+
+        grad_h = (g @ weight) · (s + 1.702·h·s·(1 − s)),  grad_weight = g_flatᵀ @ a_flat,
+        grad_bias = g summed over all leading dims.
+
+    Everything is computed in the dtype of the inputs: under autocast the caller passes
+    ``weight``/``bias`` already cast to h's dtype (autograd casts their gradients back), which is what
+    autocast does for a plain fc2.  ``h`` may have any number of leading dims.
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, bias):
+        ctx.save_for_backward(h, weight)
+        return F.linear(h * torch.sigmoid(_GELU_SCALE * h), weight, bias)
+
+    @staticmethod
+    def backward(ctx, g):
+        h, weight = ctx.saved_tensors
+        need_h, need_w, need_b = ctx.needs_input_grad
+        grad_h = grad_w = grad_b = None
+        g_flat = g.reshape(-1, g.shape[-1])
+        if need_h or need_w:
+            s = torch.sigmoid(_GELU_SCALE * h)
+            if need_w:
+                a = h * s
+                grad_w = g_flat.t() @ a.reshape(-1, a.shape[-1])
+                del a
+            if need_h:
+                # QuickGELU'(h) = s + 1.702·h·s·(1 − s) = s·(1 + 1.702·h·(1 − s))
+                slope = (1 - s).mul_(h).mul_(_GELU_SCALE).add_(1).mul_(s)
+                grad_h = (g @ weight).mul_(slope)
+        if need_b:
+            grad_b = g_flat.sum(0)
+        return grad_h, grad_w, grad_b
+
+
 class Mlp(nn.Module):
+    """fc1 → QuickGELU → dropout → fc2.  Training with dropout 0 runs QuickGELU+fc2 as one
+    :class:`_QuickGELULinear` (same numbers, two activation-sized tensors fewer saved for backward)."""
+
     def __init__(self, dim: int, hidden: int, dropout: float = 0.0):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
@@ -73,7 +128,14 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.fc2 = nn.Linear(hidden, dim)
 
+    def _lean(self) -> bool:
+        return LEAN_MLP and self.training and torch.is_grad_enabled() and self.drop.p == 0
+
     def forward(self, x):
+        if self._lean():
+            h = self.fc1(x)
+            bias = self.fc2.bias
+            return _QuickGELULinear.apply(h, self.fc2.weight.to(h.dtype), None if bias is None else bias.to(h.dtype))
         return self.fc2(self.drop(self.act(self.fc1(x))))
 
 
