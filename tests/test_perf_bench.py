@@ -5,10 +5,12 @@ import re
 import pytest
 import torch
 
-from uniformerv2.bench import bench_pipeline, compare_with_official, run_suite
+from uniformerv2.bench import bench_model, bench_pipeline, compare_with_official, run_suite
 from uniformerv2.cli import main
+from uniformerv2.errors import UserError
+from uniformerv2.model.factory import create_model
 
-ROW = re.compile(r"^\| ([^|]+?) \| (\w+)[^|]* \| (\d+) \| (\w+) \| ([\w-]+) \| ([0-9.]+) \| ([0-9.]+) \|")
+ROW = re.compile(r"^\| ([^|]+?) \| (\w+)[^|]* \| (\d+) \| ([\w ]+?) \| ([\w-]+) \| ([0-9.]+) \| ([0-9.]+) \|")
 
 
 def _rows(text):
@@ -33,6 +35,26 @@ def test_bench_cli_prints_a_row_with_positive_throughput(capsys, tmp_path):
         assert label == "training" and float(clips) > 0
     finally:
         torch.set_num_threads(threads)
+
+
+def test_bench_model_dtype_runs_bf16_weights_without_autocast(capsys):
+    model = create_model("tiny_k400_8x64")
+    seen = []
+    model.head.register_forward_hook(lambda m, i, o: seen.append((o.dtype, torch.is_autocast_enabled("cpu"))))
+    r = bench_model(model, 1, "fp32", device="cpu", warmup=1, iters=1, model_dtype="bf16")
+    assert r["precision"] == "bf16 weights" and r["clips_per_s"] > 0
+    assert next(model.parameters()).dtype == torch.bfloat16
+    assert set(seen) == {(torch.bfloat16, False)}
+    with pytest.raises(UserError, match="inference"):
+        bench_model(create_model("tiny_k400_8x64"), 1, "bf16", train=True, device="cpu", model_dtype="bf16")
+    threads = torch.get_num_threads()
+    try:
+        assert main(["bench", "--preset", "tiny_k400_8x64", "--iters", "1", "--warmup", "1", "--threads", "1",
+                     "--model-dtype", "bf16"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    (_, impl, _, dtype, mode, clips, _), = _rows(capsys.readouterr().out)
+    assert (impl, dtype, mode) == ("ours", "bf16 weights", "none") and float(clips) > 0
 
 
 def test_bench_cli_rejects_unknown_dpe():

@@ -1,4 +1,6 @@
 """Speed-only code paths give the same numbers as the reference paths (fp32, CPU, tiny models)."""
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -110,6 +112,18 @@ def test_bf16_autocast_logits_within_two_percent():
             low = model(video)
     assert low.dtype == torch.bfloat16
     assert ref.std() > 0.1  # non-trivial logits
+    rel = (low.float() - ref).norm() / ref.norm()
+    assert rel < 0.02, rel
+
+
+def test_bf16_weights_logits_within_two_percent():
+    """Inference with the weights cast to bf16 and no autocast (what VideoClassifier runs on a GPU)."""
+    model = perturb_(u.create_model("tiny_ssv2_8x64", num_classes=50), scale=0.1).eval()
+    video = torch.randn(2, 3, 8, 64, 64)
+    with torch.inference_mode():
+        ref = model(video)
+        low = copy.deepcopy(model).to(torch.bfloat16)(video.to(torch.bfloat16))
+    assert low.dtype == torch.bfloat16 and ref.std() > 0.1
     rel = (low.float() - ref).norm() / ref.norm()
     assert rel < 0.02, rel
 

@@ -117,16 +117,26 @@ def _device_name(dev) -> str:
 
 def bench_model(model, batch_size: int, dtype: str = "fp32", train: bool = False, compile=False,
                 device: str | None = None, warmup: int = 2, iters: int = 5, dpe: str | None = None,
-                grad_ckpt=None, ckpt_policy: str | None = None) -> dict:
+                grad_ckpt=None, ckpt_policy: str | None = None, model_dtype: str | None = None) -> dict:
     """clips/s and peak memory of inference (``torch.inference_mode``) or a training step (forward,
-    backward, AdamW — fused on CUDA) under autocast to ``dtype``.  ``compile``: False/True or a
-    :data:`COMPILE_MODES` name.  Works for the official model too (no ``dpe``/``grad_ckpt`` there)."""
+    backward, AdamW — fused on CUDA) under autocast to ``dtype``.  ``model_dtype`` (inference only):
+    cast the weights and the batch to that dtype and run without autocast, as ``VideoClassifier`` does.
+    ``compile``: False/True or a :data:`COMPILE_MODES` name.  Works for the official model too (no
+    ``dpe``/``grad_ckpt`` there)."""
     dev = _device(device)
-    if dtype not in DTYPES:
-        raise UserError(f"dtype must be one of {', '.join(DTYPES)}")
+    for d in (dtype, model_dtype or dtype):
+        if d not in DTYPES:
+            raise UserError(f"dtype must be one of {', '.join(DTYPES)}, got {d!r}")
+    if model_dtype and train:
+        raise UserError("model_dtype is for inference: training keeps fp32 weights under autocast (--dtype)")
     configure(model, dpe, grad_ckpt, ckpt_policy)
     model = model.to(dev).train(train)
-    return _bench(model, make_batch(model, batch_size, dev), train, dtype, compile, dev, warmup, iters)
+    batch = make_batch(model, batch_size, dev)
+    if model_dtype:
+        model, batch, dtype = model.to(DTYPES[model_dtype]), batch.to(DTYPES[model_dtype]), "fp32"
+    r = _bench(model, batch, train, dtype, compile, dev, warmup, iters)
+    r["precision"] = f"{model_dtype} weights" if model_dtype else dtype
+    return r
 
 
 def _bench(model, batch, train, dtype, compile, dev, warmup, iters) -> dict:

@@ -5,7 +5,7 @@ import sys
 
 from ..bench import SUITE  # noqa: F401 - the standard table's workloads, re-exported
 
-DPE_CHOICES = ("conv", "shift", "conv2d")
+DPE_CHOICES = ("conv", "shift", "conv2d", "triton")  # model.layers.DPE_IMPLS, without importing torch
 COMPILE_CHOICES = ("none", "full", "regional", "reduce-overhead", "max-autotune")
 
 
@@ -13,7 +13,9 @@ def add_parser(sub):
     p = sub.add_parser("bench", help="measure throughput and memory")
     p.add_argument("--preset", default="k400_b16_8x224")
     p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast dtype")
+    p.add_argument("--model-dtype", choices=["bf16", "fp16"], default=None,
+                   help="inference with the weights cast to this dtype, no autocast (what `predict` does)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (same as --compile-mode full)")
     p.add_argument("--compile-mode", choices=COMPILE_CHOICES, default=None,
                    help="full: one graph; regional: each block on its own (fast to compile); "
@@ -93,8 +95,8 @@ def run(args) -> int:
         model = perturbed_model(args.preset) if args.official else create_model(args.preset)
         r = bench_model(model, args.batch_size, args.dtype, train=args.train, compile=_mode(args),
                         device=args.device, warmup=args.warmup, iters=args.iters, dpe=args.dpe,
-                        grad_ckpt=args.grad_ckpt, ckpt_policy=args.ckpt_policy)
-        lines.append(table_row(label, "ours", args.batch_size, args.dtype, r, ref))
+                        grad_ckpt=args.grad_ckpt, ckpt_policy=args.ckpt_policy, model_dtype=args.model_dtype)
+        lines.append(table_row(label, "ours", args.batch_size, r["precision"], r, ref))
         print(lines[-1])
     if args.out:
         with open(args.out, "w") as f:
