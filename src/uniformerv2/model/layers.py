@@ -16,7 +16,9 @@ tests/test_perf_model.py), picked by measurement on the target device:
 
 * ``DPE.impl``: "conv" (``F.conv3d``, default), "shift" (27 shifted multiply-adds on the channels-last
   (B, T, H, W, C) view — one fused kernel under ``torch.compile``), "conv2d" (three depthwise 2D
-  convolutions, one per temporal tap, summed with a shift along T).  ``UniFormerV2.set_dpe_impl``.
+  convolutions, one per temporal tap, summed with a shift along T), "triton" (one kernel that reads the
+  tokens and writes them with the DPE added, see kernels.py; CUDA + Triton, eager — it falls back to
+  "shift" under ``torch.compile`` and to "conv" elsewhere).  ``UniFormerV2.set_dpe_impl``.
 * ``LocalUniBlock.checkpoint_policy`` for activation checkpointing: "branches" (attention and MLP
   branches recomputed), "block" (the whole layer, local MHRA included: only its input is stored) or
   "save_attention" (like "branches" but the attention kernel's output is kept, so only the cheap
@@ -36,12 +38,14 @@ tests/test_perf_model.py), picked by measurement on the target device:
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
-DPE_IMPLS = ("conv", "shift", "conv2d")
+DPE_IMPLS = ("conv", "shift", "conv2d", "triton")
 CHECKPOINT_POLICIES = ("branches", "block", "save_attention")
 _GELU_SCALE = 1.702
 
@@ -394,9 +398,29 @@ class DPE(nn.Module):
             raise ValueError(f"DPE impl must be one of {DPE_IMPLS}, got {value!r}")
         self._impl = value
 
+    def add_to_tokens(self, x: torch.Tensor, t: int, inplace_ok: bool = False) -> torch.Tensor:
+        """Tokens of one layer (B·T, L, C) -> (B, T·L, C), the DPE of the patch grid added to the patch
+        tokens, class tokens unchanged: the keys/values of a global block.  ``inplace_ok`` (no autograd):
+        write the sum straight into the new tensor."""
+        bt, l, c = x.shape
+        b, g = bt // t, math.isqrt(l - 1)
+        if self._impl == "triton" and not torch.compiler.is_compiling():
+            from .kernels import dpe_tokens, triton_usable  # imports Triton: only when asked for
+
+            if triton_usable(x):
+                return dpe_tokens(x, self.conv.weight, self.conv.bias, t, g).view(b, t * l, c)
+        frames = x.view(b, t, l, c)
+        pos = self(frames[:, :, 1:].reshape(b, t, g, g, c)).reshape(b, t, l - 1, c)
+        if inplace_ok and pos.dtype == x.dtype:
+            out = torch.empty_like(frames)
+            out[:, :, 0] = frames[:, :, 0]
+            torch.add(frames[:, :, 1:], pos, out=out[:, :, 1:])
+            return out.view(b, t * l, c)
+        return torch.cat([frames[:, :, :1], frames[:, :, 1:] + pos], dim=2).view(b, t * l, c)
+
     def forward(self, grid: torch.Tensor) -> torch.Tensor:
         """grid: (B, T, H, W, C) -> (B, T, H, W, C)."""
-        if self._impl == "shift":
+        if self._impl == "shift" or (self._impl == "triton" and torch.compiler.is_compiling()):
             return self._shift(grid)
         if self._impl == "conv2d":
             return self._conv2d(grid)

@@ -21,7 +21,7 @@ The fusion variants ("sequential" is the paper's final design and the only one t
 """
 from __future__ import annotations
 
-import math
+import importlib.util
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -181,6 +181,8 @@ class UniFormerV2(nn.Module):
         """How the DPE is computed: one of ``DPE_IMPLS`` (same numbers up to float rounding)."""
         if impl not in DPE_IMPLS:
             raise UserError(f"DPE impl must be one of {DPE_IMPLS}, got {impl!r}")
+        if impl == "triton" and importlib.util.find_spec("triton") is None:
+            raise UserError("DPE impl 'triton' needs Triton (CUDA builds of PyTorch install it)")
         for m in self.dpe:
             m.impl = impl
         return self
@@ -225,16 +227,7 @@ class UniFormerV2(nn.Module):
 
     def _global_tokens(self, x: torch.Tensor, stage: int, b: int, t: int) -> torch.Tensor:
         """Tokens of one layer with the DPE added to the patch tokens -> (B, T'·(1+h·w), C)."""
-        _, l, c = x.shape
-        g = int(math.isqrt(l - 1))
-        frames = x.view(b, t, l, c)
-        pos = self.dpe[stage](frames[:, :, 1:].reshape(b, t, g, g, c)).reshape(b, t, l - 1, c)
-        if self._use_fast_path(x) and pos.dtype == x.dtype:
-            out = torch.empty_like(frames)
-            out[:, :, 0] = frames[:, :, 0]
-            torch.add(frames[:, :, 1:], pos, out=out[:, :, 1:])
-            return out.view(b, t * l, c)
-        return torch.cat([frames[:, :, :1], frames[:, :, 1:] + pos], dim=2).view(b, t * l, c)
+        return self.dpe[stage].add_to_tokens(x, t, inplace_ok=self._use_fast_path(x))
 
     def _fuse_stage(self, state: torch.Tensor | None, stage: int, tokens: torch.Tensor) -> torch.Tensor:
         """One step of multi-stage fusion. Returns the new state (see module docstring)."""
