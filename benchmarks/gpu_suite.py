@@ -3,22 +3,28 @@
     python benchmarks/gpu_suite.py --official /path/to/slowfast/models/uniformerv2_model.py --out gpu_table.md
 
 Phases, in priority order, each skipped (and listed as skipped) once ``--budget`` seconds have passed:
-  1. numerics: bf16 autocast logits vs fp32 (B/16, perturbed weights; eager and regionally compiled), ours
-     vs the official code in fp32 (TF32 off) on the same weights;
-  2. DPE implementations: the DPE alone on (64, 8, 14, 14, 768) bf16, eager and compiled, and whole-model
-     B/16 bs64 inference with each (eager; compiled regionally) — the fastest compiled one is used below;
-  3. the table, eager: official code and ours for every workload (same weights, same batch, same step);
+  1. numerics: bf16 logits vs fp32 (B/16, perturbed weights; autocast eager and regionally compiled, and
+     bf16 weights without autocast), ours vs the official code in fp32 (TF32 off) on the same weights;
+  2. DPE implementations: each checked against F.conv3d in fp32, then the op as the model runs it (tokens in,
+     tokens with the DPE added out) on (64·8, 197, 768) bf16, eager and compiled, and whole-model B/16 bs64
+     inference with each — the fastest eager one is used for eager rows, the fastest compiled one for
+     compiled rows;
+  3. the table, eager: official code and ours for every workload (same weights, same batch, same step),
+     and for inference ours with bf16 weights (no autocast: what `predict` runs);
   4. the table, compiled: ours ("full" for B/16 inference, "regional" elsewhere: each block compiled once
-     and reused, which keeps compile time to seconds), the official code compiled for B/16 inference;
+     and reused, which keeps compile time to seconds), ours with bf16 weights and the official code
+     compiled for B/16 inference;
   5. training memory: activation checkpointing variants (blocks x policy) for B/16 bs32 and L/14 bs16;
   6. CUDA graphs (compile mode "reduce-overhead") for B/16 inference;
-  7. input pipeline: a B/16 training step fed by real decoding of generated videos over N workers.
+  7. input pipeline: a B/16 training step fed by real decoding of generated videos over N workers (needs
+     PyAV on the GPU machine).
 Everything goes to stdout as it is measured and, at the end, as markdown to ``--out``.
 Iterations are small on purpose (``--iters``); the whole script is sized for about 8 minutes on an H100.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import time
@@ -98,34 +104,44 @@ def numerics(args):
             torch._dynamo.reset()
             compiled = compile_model(model, "regional")  # seconds to compile; same kernels as in the table
             low_c = compiled(x).float()
-    for name, y in (("eager", low), ("compiled", low_c)):
-        say(f"- bf16 autocast {name}: relative error of logits vs fp32 = {((y - ref).norm() / ref.norm()).item():.4f} "
+        native = copy.deepcopy(model).to(torch.bfloat16)  # what VideoClassifier / `predict` run
+        low_n = native(x.to(torch.bfloat16)).float()
+    for name, y in (("autocast eager", low), ("autocast compiled", low_c), ("weights, no autocast", low_n)):
+        say(f"- bf16 {name}: relative error of logits vs fp32 = {((y - ref).norm() / ref.norm()).item():.4f} "
             f"(target < 0.02); top-1 agreement {(y.argmax(1) == ref.argmax(1)).float().mean().item():.2f}")
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    del model, compiled
+    del model, compiled, native
     free_memory()
 
 
-def dpe_comparison(args) -> str:
+def dpe_comparison(args) -> dict:
     say("## DPE implementations")
-    say("| impl | DPE alone eager (ms) | DPE alone compiled (ms) | B/16 bs64 bf16 eager (clips/s) | "
+    say("| impl | DPE + add alone eager (ms) | same compiled (ms) | B/16 bs64 bf16 eager (clips/s) | "
         "same, DPE compiled (clips/s) |")
     say("|---|---|---|---|---|")
     b, t, g, c = DPE_SHAPE
     tokens = torch.randn(b * t, 1 + g * g, c, device=DEV, dtype=torch.bfloat16)
-    grid = tokens.view(b, t, 1 + g * g, c)[:, :, 1:].reshape(b, t, g, g, c)  # the strided view the model uses
-    best, best_rate = "conv", 0.0
+    small = torch.randn(2 * t, 1 + g * g, c, device=DEV)
+    reference = DPE(c).to(DEV)
+    with torch.inference_mode():
+        expected = reference.add_to_tokens(small, t)
+    best, rates = {"eager": "conv", "compiled": "conv"}, {"eager": 0.0, "compiled": 0.0}
     for impl in DPE_IMPLS:
         if elapsed() > args.budget:
             say(f"| {impl} | skipped (time budget) | | | |")
             continue
-        m = DPE(c, impl=impl).to(DEV, torch.bfloat16)
+        m = DPE(c, impl=impl).to(DEV)
+        m.load_state_dict(reference.state_dict())
         with torch.inference_mode():
-            eager = guarded(f"dpe {impl} eager", lambda: cuda_ms(lambda: m(grid)))
+            err = (m.add_to_tokens(small, t) - expected).abs().max().item()
+        say(f"<!-- DPE {impl}: fp32 max |diff| vs conv {err:.1e} -->")
+        m = m.to(torch.bfloat16)
+        with torch.inference_mode():
+            eager = guarded(f"dpe {impl} eager", lambda: cuda_ms(lambda: m.add_to_tokens(tokens, t)))
             torch._dynamo.reset()
-            cm = torch.compile(m)
-            comp = guarded(f"dpe {impl} compiled", lambda: cuda_ms(lambda: cm(grid)))
+            cm = torch.compile(m.add_to_tokens)
+            comp = guarded(f"dpe {impl} compiled", lambda: cuda_ms(lambda: cm(tokens, t)))
         model = create_model(B16)
         r_e = guarded(f"model {impl} eager", lambda: bench_model(model, b, "bf16", device=DEV, warmup=2,
                                                                  iters=args.iters, dpe=impl))
@@ -136,12 +152,14 @@ def dpe_comparison(args) -> str:
         fmt = lambda v, f: "-" if v is None else f.format(v)  # noqa: E731
         say(f"| {impl} | {fmt(eager, '{:.2f}')} | {fmt(comp, '{:.2f}')} | "
             f"{fmt(r_e and r_e['clips_per_s'], '{:.0f}')} | {fmt(r_c and r_c['clips_per_s'], '{:.0f}')} |")
-        if r_c and r_c["clips_per_s"] > best_rate:
-            best, best_rate = impl, r_c["clips_per_s"]
+        for mode, r in (("eager", r_e), ("compiled", r_c)):
+            if r and r["clips_per_s"] > rates[mode]:
+                best[mode], rates[mode] = impl, r["clips_per_s"]
         del model, m, cm
         free_memory()
     bound = 2 * b * t * g * g * c * 2 / 3.35e12 * 1e3
-    say(f"\nBandwidth bound of one DPE call (read + write bf16 at 3.35 TB/s): {bound:.3f} ms. Chosen: `{best}`.")
+    say(f"\nBandwidth bound of one DPE call (read + write bf16 at 3.35 TB/s): {bound:.3f} ms. Chosen: "
+        f"`{best['eager']}` for eager rows, `{best['compiled']}` for compiled rows.")
     return best
 
 
@@ -156,27 +174,35 @@ def record(label, impl, mode, r, note=""):
 
 
 def table_phase(args, dpe, compiled: bool):
+    """Eager: official, ours, and for inference ours with bf16 weights (no autocast: what `predict` runs).
+    Compiled: ours ("full" for B/16 inference, else "regional"), the official code for B/16 inference,
+    and ours with bf16 weights (regional) for B/16 inference."""
     for label, preset, bs, train, dtype, opts in SUITE_ROWS:
+        b16_inference = label.startswith("inference B/16")
         if compiled:
-            mode = "full" if (label.startswith("inference B/16") or args.compile_all_full) else "regional"
-            runs = [("ours", mode)] + ([("official", "full")] if args.official and label.startswith("inference B/16")
-                                       else [])
+            mode = "full" if (b16_inference or args.compile_all_full) else "regional"
+            runs = [("ours", mode, None)]
+            if b16_inference:
+                runs += [("ours", "regional", "bf16")] + ([("official", "full", None)] if args.official else [])
         else:
-            runs = ([("official", "none")] if args.official else []) + [("ours", "none")]
-        for impl, mode in runs:
+            runs = ([("official", "none", None)] if args.official else []) + [("ours", "none", None)]
+            runs += [] if train else [("ours", "none", "bf16")]
+        for impl, mode, model_dtype in runs:
+            note = f" ({model_dtype} weights)" if model_dtype else ""
             if elapsed() > args.budget:
-                say(f"  {label} | {impl} | {mode}: skipped (time budget)")
-                ROWS[(label, impl, mode, "")] = None
+                say(f"  {label} | {impl}{note} | {mode}: skipped (time budget)")
+                ROWS[(label, impl, mode, note)] = None
                 continue
             if impl == "official":
                 r = guarded(f"{label} official {mode}", lambda: bench_official(
                     args.official, preset, bs, dtype, train, mode, DEV, warmup=args.warmup, iters=args.iters))
             else:
+                impl_dpe = dpe["compiled" if mode != "none" else "eager"]
                 r = guarded(f"{label} ours {mode}", lambda: bench_model(
-                    create_model(preset), bs, dtype, train, mode, DEV, args.warmup, args.iters, dpe=dpe,
-                    grad_ckpt=opts.get("grad_ckpt"), ckpt_policy=opts.get("ckpt_policy")))
+                    create_model(preset), bs, dtype, train, mode, DEV, args.warmup, args.iters, dpe=impl_dpe,
+                    grad_ckpt=opts.get("grad_ckpt"), ckpt_policy=opts.get("ckpt_policy"), model_dtype=model_dtype))
             if r:
-                record(label, impl, mode, r)
+                record(label, impl, mode, r, note)
             free_memory()
 
 
@@ -191,7 +217,7 @@ def memory_phase(args, dpe):
                 continue
             n = min(n, create_model(preset).cfg.depth) if DEV == "cpu" else n
             r = guarded(f"{label} ckpt", lambda: bench_model(create_model(preset), bs, "bf16", True, "none", DEV,
-                                                             warmup=args.warmup, iters=args.iters, dpe=dpe,
+                                                             warmup=args.warmup, iters=args.iters, dpe=dpe["eager"],
                                                              grad_ckpt=n, ckpt_policy=policy))
             if r:
                 record(label, "ours", "none", r, note=f" ckpt {n} {policy}")
@@ -203,7 +229,8 @@ def cudagraph_phase(args, dpe):
         say("  CUDA graphs: skipped (time budget)")
         return
     r = guarded("cudagraphs", lambda: bench_model(create_model(B16), SUITE_ROWS[0][2], "bf16", False,
-                                                  "reduce-overhead", DEV, warmup=3, iters=args.iters, dpe=dpe))
+                                                  "reduce-overhead", DEV, warmup=3, iters=args.iters,
+                                                  dpe=dpe["compiled"]))
     if r:
         record("inference B/16 8x224", "ours", "reduce-overhead", r)
     free_memory()
@@ -214,7 +241,7 @@ def pipeline_phase(args, dpe):
         say("  pipeline: skipped (time budget)")
         return None
     workers = args.workers or max(1, (os.cpu_count() or 2) - 2)
-    model = create_model(B16).set_dpe_impl(dpe)
+    model = create_model(B16).set_dpe_impl(dpe["eager"])
     small = DEV == "cpu"
     r = guarded("pipeline", lambda: bench_pipeline(B16, batch_size=2 if small else 32, workers=workers,
                                                    steps=1 if small else 5, videos=4 if small else 64,
@@ -258,7 +285,8 @@ def main():
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--workers", type=int, default=None, help="pipeline workers (default: CPU cores - 2)")
-    p.add_argument("--dpe", choices=DPE_IMPLS, default=None, help="skip the DPE comparison and use this one")
+    p.add_argument("--dpe", choices=DPE_IMPLS, default=None, help="skip the DPE comparison and use this one "
+                                                                  "(eager and compiled)")
     p.add_argument("--compile-all-full", action="store_true", help="'full' compile for every row (slow to compile)")
     p.add_argument("--skip", default="", help="comma list of phases to skip: numerics,dpe,compiled,memory,"
                                               "cudagraphs,pipeline")
@@ -278,7 +306,8 @@ def main():
         f"TF32 on; bf16 autocast; clips/s = batch / mean step time after warm-up ({args.iters} timed steps)")
     if "numerics" not in skip:
         guarded("numerics", lambda: numerics(args))
-    dpe = args.dpe or ("conv" if "dpe" in skip else guarded("dpe", lambda: dpe_comparison(args)) or "conv")
+    fixed = {"eager": args.dpe or "conv", "compiled": args.dpe or "conv"}
+    dpe = fixed if (args.dpe or "dpe" in skip) else guarded("dpe", lambda: dpe_comparison(args)) or fixed
     say("\n## Measurements as they come")
     table_phase(args, dpe, compiled=False)
     if "compiled" not in skip:
@@ -289,7 +318,7 @@ def main():
         cudagraph_phase(args, dpe)
     pipeline = None if "pipeline" in skip else pipeline_phase(args, dpe)
     final_table(pipeline)
-    say(f"\nDPE implementation: `{dpe}`; total time {elapsed():.0f} s.")
+    say(f"\nDPE implementation: `{dpe['eager']}` eager, `{dpe['compiled']}` compiled; total time {elapsed():.0f} s.")
     with open(args.out, "w") as f:
         f.write("\n".join(OUT) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
