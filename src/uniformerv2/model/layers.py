@@ -224,11 +224,13 @@ class LocalMHRA(nn.Module):
         nn.init.zeros_(self.up.bias)
 
     def folded_down(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weight and bias of ``down ∘ norm`` with the BatchNorm's running statistics (eval only)."""
-        bn = self.norm
-        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-        shift = bn.bias - bn.running_mean * scale
-        return self.down.weight * scale, torch.addmv(self.down.bias, self.down.weight, shift)
+        """Weight and bias of ``down ∘ norm`` with the BatchNorm's running statistics (eval only),
+        computed in fp32 and returned in the weights' dtype (bf16 models fold without extra rounding)."""
+        bn, dtype = self.norm, self.down.weight.dtype
+        w, b = self.down.weight.float(), self.down.bias.float()
+        scale = bn.weight.float() * torch.rsqrt(bn.running_var.float() + bn.eps)
+        shift = bn.bias.float() - bn.running_mean.float() * scale
+        return (w * scale).to(dtype), torch.addmv(b, w, shift).to(dtype)
 
     def folded_down_cached(self) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`folded_down`, recomputed only when a parameter or statistic changed (eager inference)."""
