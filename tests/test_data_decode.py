@@ -167,16 +167,66 @@ def test_bad_files_raise_video_error_naming_the_file(tmp_path, case):
             probe(path, exact=case.startswith("truncated"))
 
 
-def test_hard_time_limit_on_a_blocking_file(tmp_path):
-    fifo = tmp_path / "pipe.mp4"
-    os.mkfifo(fifo)   # opening it for reading blocks until someone writes: a stand-in for a hung file system
+def _decode_threads():
+    return [t for t in threading.enumerate() if t.name == "uniformerv2-decode"]
+
+
+def test_hard_time_limit_abandons_a_blocked_read():
+    """The caller waits at most the limit (+ grace) for work blocked where no deadline check runs (a hung file
+    system); the abandoned thread ends as soon as the blocking call returns."""
+    from uniformerv2.data._deadline import call_with_deadline
+
+    release = threading.Event()
     t0 = time.monotonic()
-    try:
-        with pytest.raises(VideoError, match="time limit"):
-            read_frames(fifo, [0], timeout=0.5)
-        assert time.monotonic() - t0 < 3
-    finally:  # release the abandoned reader
-        threading.Thread(target=lambda: open(fifo, "wb").close(), daemon=True).start()
+    with pytest.raises(VideoError, match="time limit"):
+        call_with_deadline(lambda d: release.wait(30), 0.3, "slow.mp4")
+    assert time.monotonic() - t0 < 2
+    release.set()
+    for _ in range(100):
+        if not _decode_threads():
+            break
+        time.sleep(0.01)
+    assert not _decode_threads()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "symlink_loop", "broken_link", "unreadable"])
+def test_special_and_unreadable_files_are_refused_without_opening(tmp_path, kind):
+    path = tmp_path / f"{kind}.mp4"
+    if kind == "fifo":
+        os.mkfifo(path)               # opening it for reading would block until someone writes
+        expected = "FIFO"
+    elif kind == "device":
+        path.symlink_to("/dev/null")
+        expected = "character device"
+    elif kind == "symlink_loop":
+        path.symlink_to(path.name)
+        expected = "symbolic link loop"
+    elif kind == "broken_link":
+        path.symlink_to(tmp_path / "gone.mp4")
+        expected = "broken symbolic link"
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("running as root: file permissions do not stop reading")
+        write_video(path, 5)
+        path.chmod(0)
+        expected = "permission denied"
+    t0 = time.monotonic()
+    for call in (lambda: read_frames(path, [0], timeout=5), lambda: probe(path, timeout=5)):
+        with pytest.raises(VideoError, match=expected) as e:
+            call()
+        assert str(path) in str(e.value) and "\n" not in str(e.value)
+    assert time.monotonic() - t0 < 3
+    assert not _decode_threads()          # nothing left blocked behind
+
+
+def test_max_pixels_and_stream_options(videos):
+    with pytest.raises(VideoError, match="64x48 is over the limit of 1000 pixels"):
+        read_frames(videos["mp4"], [0], max_pixels=1000)
+    with pytest.raises(VideoError, match="over the limit"):
+        probe(videos["mp4"], max_pixels=1000)
+    with pytest.raises(UserError, match="stream=1 asked but the file has 1 video stream"):
+        read_frames(videos["mp4"], [0], stream=1)
+    assert read_frames(videos["mp4"], [3], stream=0, max_pixels=64 * 48).shape == (1, 48, 64, 3)
 
 
 def test_frame_folder_one_based_and_bgr(tmp_path):

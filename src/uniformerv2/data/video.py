@@ -159,6 +159,8 @@ def check_video_path(path) -> os.stat_result:
     try:
         st = os.stat(path)
     except OSError as e:
+        if e.errno == errno.ENOENT and os.path.islink(path):
+            raise VideoError(f"{path}: broken symbolic link (its target does not exist)") from e
         raise VideoError(f"{path}: {describe_os_error(e)}") from e
     mode = st.st_mode
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
@@ -166,6 +168,36 @@ def check_video_path(path) -> os.stat_result:
     kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
             else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "special")
     raise VideoError(f"{path}: is {kind}, not a regular file (not opened)")
+
+
+def find_videos(root, extensions=VIDEO_EXTENSIONS) -> tuple[list[str], list[tuple[str, str]]]:
+    """Every file under ``root`` whose suffix is a video suffix, at any depth, following symbolic links to
+    folders, sorted; and the problems met on the way, as (path, message): a link back to a folder already
+    visited (a symbolic link loop) or a folder that cannot be listed. Nothing is opened: FIFOs, devices and broken
+    links with a video suffix are listed, for the reader to refuse with its own message."""
+    files, problems, seen, stack = [], [], set(), [str(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = os.stat(folder)
+        except OSError as e:
+            problems.append((folder, describe_os_error(e)))
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            problems.append((folder, "symbolic link loop (leads back to a folder already scanned)"))
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            problems.append((folder, f"cannot list folder ({describe_os_error(e)})"))
+            continue
+        for entry in entries:
+            if os.path.splitext(entry.name)[1].lower() in extensions:
+                files.append(entry.path)
+            elif entry.is_dir():        # follows links; False for broken links and loops
+                stack.append(entry.path)
+    return sorted(files), sorted(problems)
 
 
 def describe_os_error(e: OSError) -> str:
