@@ -119,12 +119,13 @@ def short_side_size(h: int, w: int, short: int) -> tuple[int, int]:
 
 def _taps(n_in: int, n_out: int):
     """Source rows/columns and weights of bilinear resampling, align_corners=False, no antialias: the
-    coordinates ``torch.nn.functional.interpolate`` uses, in float32."""
-    scale = np.float32(n_in) / np.float32(n_out)
-    src = np.maximum((np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5), 0)
+    coordinates ``torch.nn.functional.interpolate`` computes on the CPU (a float32 scale, then
+    ``scale * (i + 0.5) - 0.5`` rounded once to float32, as a fused multiply-add does)."""
+    scale = np.float64(np.float32(n_in) / np.float32(n_out))
+    src = np.maximum((np.arange(n_out) + 0.5) * scale - 0.5, 0).astype(np.float32)
     i0 = np.minimum(src.astype(np.int64), n_in - 1)
     i1 = np.minimum(i0 + 1, n_in - 1)
-    w1 = (src - i0).astype(np.float32)
+    w1 = np.clip(src - i0, 0, 1).astype(np.float32)
     return i0, i1, np.float32(1) - w1, w1
 
 
