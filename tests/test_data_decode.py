@@ -264,3 +264,43 @@ def test_benchmark_video_has_b_frames_and_reads_exactly(tmp_path):
     assert 3 in types and types.count(1) == 1
     picks = sparse_indices(30, 8, split="val")
     assert np.array_equal(read_frames(path, picks, threads=1), decode_everything(path, picks))
+
+
+def _package_imports(module: str) -> set[str]:
+    """Modules of the package that ``module`` imports anywhere (top level or inside functions)."""
+    import ast
+    import importlib.util
+
+    tree = ast.parse(Path(importlib.util.find_spec(module).origin).read_text())
+    parts = module.split(".")[:-1]
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+            if base.startswith("uniformerv2"):
+                out.add(base)
+                out.update(f"{base}.{a.name}" for a in node.names if _is_module(f"{base}.{a.name}"))
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("uniformerv2"))
+    return out - {"uniformerv2", "uniformerv2.data"}
+
+
+def _is_module(name: str) -> bool:
+    import importlib.util
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:      # a name imported from a module, not a submodule
+        return False
+
+
+def test_decoder_backends_sit_behind_a_leaf_module():
+    """``data.video`` is the leaf; every backend imports only it (plus errors and the deadline helper); only
+    ``data.decode`` picks backends. No backend imports ``decode`` back."""
+    leaf = {"uniformerv2.errors", "uniformerv2.data._deadline", "uniformerv2.data.video"}
+    assert _package_imports("uniformerv2.data.video") <= {"uniformerv2.errors"}
+    assert _package_imports("uniformerv2.data._deadline") <= {"uniformerv2.errors"}
+    for backend in ("_pyav", "frame_folder", "_decord", "_opencv"):
+        assert _package_imports(f"uniformerv2.data.{backend}") <= leaf, backend
+    assert "uniformerv2.data.decode" not in _package_imports("uniformerv2.data.lists")

@@ -147,7 +147,8 @@ def build_table(container, path, request: ReadRequest, deadline: Deadline, resol
 
     candidates = candidate_streams(container, path, request)
     wanted = {s.index: _Packets() for s in candidates}
-    other_end, count = 0.0, 0
+    ends: dict = {}                     # stream index -> latest pts + duration, in the stream's time base
+    count = 0
     try:
         for packet in container.demux():
             if packet.size == 0:
@@ -155,25 +156,28 @@ def build_table(container, path, request: ReadRequest, deadline: Deadline, resol
             count += 1
             if count % 64 == 0:
                 deadline.check()
-            end = _end_s(packet)
-            rec = wanted.get(packet.stream_index)
-            if rec is None:
-                if packet.stream.type in ("audio", "video") and end is not None:
-                    other_end = max(other_end, end)
-                continue
-            rec.pts.append(packet.pts)
-            rec.dts.append(packet.dts)
-            rec.key.append(packet.is_keyframe)
-            rec.discard.append(packet.is_discard)
-            if end is not None:
-                rec.end = max(rec.end, end)
+            i, pts = packet.stream_index, packet.pts
+            if pts is not None:
+                end = pts + (packet.duration or 0)
+                if end > ends.get(i, end - 1):
+                    ends[i] = end
+            rec = wanted.get(i)
+            if rec is not None:
+                rec.pts.append(pts)
+                rec.dts.append(packet.dts)
+                rec.key.append(packet.is_keyframe)
+                rec.discard.append(packet.is_discard)
     except av.FFmpegError as e:
         raise VideoError(f"{path}: corrupt or truncated after {count} packets ({_reason(e)})") from e
+    seconds = {i: float(end * container.streams[i].time_base) for i, end in ends.items()
+               if container.streams[i].time_base and container.streams[i].type in ("audio", "video")}
+    for i, rec in wanted.items():
+        rec.end = seconds.get(i, 0.0)
     stream = max(candidates, key=lambda s: (_usable(wanted[s.index]), _declared_s(s, container), -s.index))
     packets = wanted[stream.index]
     configure(stream, request.threads)
     check_size(path, stream.codec_context.width, stream.codec_context.height, request.max_pixels)
-    _check_truncation(path, container, stream, packets, max([other_end] + [p.end for p in wanted.values()]))
+    _check_truncation(path, container, stream, packets, max(seconds.values(), default=0.0))
     table = _make_table(container, stream, packets)
     if resolve and table.trusted:
         lead = _leading(table)
@@ -214,12 +218,6 @@ def _leading(table: FrameTable) -> list:
     screen): whether the decoder shows them depends on the codec, so they are decoded to find out."""
     p, k = table.packets, table.first_key
     return [d for d in range(k + 1, len(p.pts)) if not p.discard[d] and p.pts[d] < p.pts[k]]
-
-
-def _end_s(packet) -> float | None:
-    if packet.pts is None or not packet.time_base:
-        return None
-    return float((packet.pts + (packet.duration or 0)) * packet.time_base)
 
 
 def _declared_s(stream, container) -> float:
