@@ -8,7 +8,8 @@ after the edit list (see ``video``). Per file:
    first keyframe (their references are not in the file), and leading pictures of the first keyframe that the
    decoder drops (open-GOP cuts: found by decoding the first few packets, only when such pictures exist). Frame
    ``i`` is then the ``i``-th smallest presentation timestamp of what is left. The same table gives ``probe``'s
-   count and the truncation checks (declared frame count, or declared duration for MP4/MOV and Matroska/WebM).
+   count and the truncation checks (MP4/MOV: the sample index; Matroska/WebM: the declared duration; others:
+   the declared frame count).
 2. **Sparse decoding.** For each wanted frame, decoding starts at the last keyframe that precedes it both in
    decoding and in presentation order (a leading picture of an open GOP needs the GOP before), seeking when that
    skips more than ``SEEK_GAP`` packets and decoding straight on otherwise. Every decoded frame is identified by
@@ -39,7 +40,6 @@ from .video import ReadRequest, VideoInfo, check_size, check_video_path, describ
 SEEK_GAP = 4                 # seek only when that skips more than this many packets (a seek is cheap: a flush)
 UNTRUSTED_FORMATS = {"avi"}
 SKIP_PER_PACKET = frozenset({"h264", "hevc", "mpeg4", "mpeg1video", "mpeg2video"})   # FFmpeg's own decoders
-DURATION_FORMATS = {"mov": "stream", "matroska": "matroska"}   # containers that declare the duration up front
 
 
 class _Untrusted(Exception):
@@ -234,24 +234,29 @@ def _tag_duration(stream) -> float | None:
 
 
 def _check_truncation(path, container, stream, packets: _Packets, all_end: float) -> None:
-    """Fewer packets than the declared frame count, or less time than the declared duration (MP4/MOV, Matroska/
-    WebM, which state it up front; MPEG-TS states none, and a frame cut by the end is flagged by the decoder)."""
+    """Fewer packets than the container's sample index (MP4/MOV) or declared frame count (AVI ...), or less time
+    than the declared duration (Matroska/WebM, which state no frame count). MPEG-TS declares neither; a frame cut
+    by the end of such a file is flagged by the decoder and refused when it is read."""
     n = len(packets.pts)
     family = _family(container)
-    rate = stream.average_rate or stream.guessed_rate
-    interval = 1 / float(rate) if rate else 0.04
-    if family not in DURATION_FORMATS and stream.frames and n < stream.frames - 2:
-        raise VideoError(f"{path}: truncated: container declares {stream.frames} frames, {n} readable")
-    kind = DURATION_FORMATS.get(family)
-    if kind == "stream" and stream.duration and stream.time_base:
-        start = stream.start_time or 0
-        declared, seen = float((start + stream.duration) * stream.time_base), packets.end
-    elif kind == "matroska":
+    entries = getattr(stream, "index_entries", None) if family == "mov" else None
+    if entries is not None:
+        expected = sum(1 for e in entries if e.size > 0)
+        if n < expected:
+            raise VideoError(f"{path}: truncated: the index lists {expected} samples, {n} readable")
+        return
+    if family == "mov" and stream.duration and stream.time_base:          # PyAV without index_entries
+        declared, seen = float(((stream.start_time or 0) + stream.duration) * stream.time_base), packets.end
+    elif family == "matroska":
         declared, seen = _tag_duration(stream), packets.end
         if declared is None and container.duration:
-            declared, seen = container.duration / 1e6, all_end
+            declared, seen = container.duration / 1e6, all_end   # the longest stream must reach it
     else:
+        if stream.frames and n < stream.frames - 2:
+            raise VideoError(f"{path}: truncated: container declares {stream.frames} frames, {n} readable")
         return
+    rate = stream.average_rate or stream.guessed_rate
+    interval = 1 / float(rate) if rate else 0.04
     if declared is not None and n and seen < declared - max(2.5 * interval, 0.01 * declared):
         raise VideoError(f"{path}: truncated: container declares {declared:.2f} s of video, "
                          f"{seen:.2f} s readable ({n} packets)")
