@@ -173,3 +173,22 @@ def test_av1_without_frame_0_out_of_order(files):
     path, _, _ = files("av1_mkv")
     picks = [12, 1, 7, 4, 10]
     assert [read_code(f) for f in read_frames(path, picks)] == picks
+
+
+def test_a_cover_picture_is_not_taken_for_the_video(tmp_path):
+    """An audio file whose only video stream is its cover art (attached-picture disposition)."""
+    from uniformerv2.errors import VideoError
+    from videogen import _write_silence, frame_image
+
+    path = tmp_path / "song.mp4"
+    with av.open(str(path), "w") as out:
+        audio = out.add_stream("aac", rate=16000)
+        cover = out.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 64, 48, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        picture = av.VideoFrame.from_ndarray(frame_image(5, 64, 48), format="rgb24")
+        for packet in list(cover.encode(picture)) + list(cover.encode()):
+            out.mux(packet)
+        _write_silence(out, audio, 1.0)
+    with pytest.raises(VideoError, match="no video stream \\(only a cover picture\\)"):
+        probe(path)

@@ -356,10 +356,15 @@ class _Run:
 
     # ---- runs
     def seek(self, key: int) -> None:
+        import av
+
         p = self.table.packets
         first_ts = min(t for t in p.pts[:key + 1] + [d for d in p.dts[:key + 1] if d is not None])
         for ts in (p.pts[key], first_ts):
-            self.container.seek(ts, stream=self.stream, backward=True)
+            try:
+                self.container.seek(ts, stream=self.stream, backward=True)
+            except av.FFmpegError:        # not seekable: count from the start instead
+                raise _Untrusted from None
             self.packets = self.container.demux(self.stream)
             if self._skip_to(key):
                 self.start, self.next, self.last, self.ended = key, key, -1, False
