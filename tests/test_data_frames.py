@@ -64,6 +64,8 @@ CASES = {
     "av1_mp4": ("a.mp4", dict(codec="libsvtav1", gop=30), 0, "av1", True),
     "vp9_webm": ("a.webm", dict(codec="libvpx-vp9", gop=20), 0, "libvpx-vp9", True),
     "mpeg2_bframes_mpg": ("a.mpg", dict(codec="mpeg2video", gop=12, bframes=2), 0, "mpeg2video", True),
+    "mpeg1_bframes_mpg": ("a.mpg", dict(codec="mpeg1video", gop=12, bframes=2), 0, "mpeg1video", True),
+    "mpeg4_bframes_mkv": ("a.mkv", dict(codec="mpeg4", gop=12, bframes=2), 0, "mpeg4", True),
     "h264_ts": ("a.ts", dict(gop=12, bframes=2), 0, None, True),
     "vfr_mkv": ("a.mkv", dict(timestamps=[0.1 * i + 0.37 * (i // 7) + 0.013 * (i % 3) for i in range(N)], gop=10,
                               bframes=2), 0, None, True),

@@ -114,7 +114,6 @@ def _family(container) -> str:
 class _Packets:
     """One stream's non-empty packets in decoding order."""
     pts: list = field(default_factory=list)
-    dts: list = field(default_factory=list)
     key: list = field(default_factory=list)
     discard: list = field(default_factory=list)
     end: float = 0.0                    # seconds: latest pts + duration
@@ -148,7 +147,7 @@ def build_table(container, path, request: ReadRequest, deadline: Deadline, resol
     candidates = candidate_streams(container, path, request)
     wanted = {s.index: _Packets() for s in candidates}
     ends: dict = {}                     # stream index -> latest pts + duration, in the stream's time base
-    count = 0
+    track_ends, count = _family(container) == "matroska", 0   # only Matroska's truncation check needs them
     try:
         for packet in container.demux():
             if packet.size == 0:
@@ -157,14 +156,13 @@ def build_table(container, path, request: ReadRequest, deadline: Deadline, resol
             if count % 64 == 0:
                 deadline.check()
             i, pts = packet.stream_index, packet.pts
-            if pts is not None:
+            if track_ends and pts is not None:
                 end = pts + (packet.duration or 0)
                 if end > ends.get(i, end - 1):
                     ends[i] = end
             rec = wanted.get(i)
             if rec is not None:
                 rec.pts.append(pts)
-                rec.dts.append(packet.dts)
                 rec.key.append(packet.is_keyframe)
                 rec.discard.append(packet.is_discard)
     except av.FFmpegError as e:
@@ -359,7 +357,7 @@ class _Run:
         import av
 
         p = self.table.packets
-        first_ts = min(t for t in p.pts[:key + 1] + [d for d in p.dts[:key + 1] if d is not None])
+        first_ts = min(p.pts[:key + 1])            # lands on the first keyframe or before
         for ts in (p.pts[key], first_ts):
             try:
                 self.container.seek(ts, stream=self.stream, backward=True)
