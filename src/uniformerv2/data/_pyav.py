@@ -114,6 +114,7 @@ def _family(container) -> str:
 class _Packets:
     """One stream's non-empty packets in decoding order."""
     pts: list = field(default_factory=list)
+    dts: list = field(default_factory=list)
     key: list = field(default_factory=list)
     discard: list = field(default_factory=list)
     end: float = 0.0                    # seconds: latest pts + duration
@@ -163,6 +164,7 @@ def build_table(container, path, request: ReadRequest, deadline: Deadline, resol
             rec = wanted.get(i)
             if rec is not None:
                 rec.pts.append(pts)
+                rec.dts.append(packet.dts)
                 rec.key.append(packet.is_keyframe)
                 rec.discard.append(packet.is_discard)
     except av.FFmpegError as e:
@@ -357,8 +359,11 @@ class _Run:
         import av
 
         p = self.table.packets
-        first_ts = min(p.pts[:key + 1])            # lands on the first keyframe or before
-        for ts in (p.pts[key], first_ts):
+        # Some demuxers seek by decoding timestamp (MP4, MPEG-TS), others by presentation timestamp (Matroska):
+        # the smaller of the two lands on this keyframe or before it; then the start of the stream.
+        at_key = min(t for t in (p.pts[key], p.dts[key]) if t is not None)
+        first = min(t for t in p.pts[:key + 1] + p.dts[:key + 1] if t is not None)
+        for ts in (at_key, first):
             try:
                 self.container.seek(ts, stream=self.stream, backward=True)
             except av.FFmpegError:        # not seekable: count from the start instead
