@@ -4,20 +4,13 @@ Frame counts and indices are decord's own; frames are RGB uint8, resized as deco
 """
 from __future__ import annotations
 
-from ..errors import UserError, VideoError
-from .video import ReadRequest, VideoInfo, check_size, check_video_path, finish_frame, pick_indices, stack_frames
-
-
-def _decord():
-    try:
-        import decord
-    except ImportError as e:
-        raise UserError("backend 'decord' needs the 'decord' package: pip install 'uniformerv2[decord]'") from e
-    return decord
+from ..errors import VideoError
+from .video import (ReadRequest, VideoInfo, check_size, check_video_path, finish_frame, optional_backend,
+                    pick_indices, stack_frames)
 
 
 def _open(path, request: ReadRequest):
-    decord = _decord()
+    decord = optional_backend("decord", "decord")
     check_video_path(path)
     try:
         vr = decord.VideoReader(str(path), num_threads=request.threads or 0)

@@ -2,20 +2,13 @@
 frame OpenCV returns; the count is OpenCV's (an index past the real end raises). RGB uint8."""
 from __future__ import annotations
 
-from ..errors import UserError, VideoError
-from .video import ReadRequest, VideoInfo, check_size, check_video_path, finish_frame, pick_indices, stack_frames
-
-
-def _cv2():
-    try:
-        import cv2
-    except ImportError as e:
-        raise UserError("backend 'opencv' needs the 'cv2' package: pip install 'uniformerv2[opencv]'") from e
-    return cv2
+from ..errors import VideoError
+from .video import (ReadRequest, VideoInfo, check_size, check_video_path, finish_frame, optional_backend,
+                    pick_indices, stack_frames)
 
 
 def _open(path, request: ReadRequest):
-    cv2 = _cv2()
+    cv2 = optional_backend("cv2", "opencv")
     check_video_path(path)
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
@@ -38,7 +31,7 @@ def probe(path, request: ReadRequest, deadline, exact: bool = True) -> VideoInfo
 
 
 def read_clip(path, sample, request: ReadRequest, deadline):
-    cv2 = _cv2()
+    cv2 = optional_backend("cv2", "opencv")
     cap, info = _open(path, request)
     try:
         idx = pick_indices(path, sample, info.num_frames)

@@ -151,6 +151,16 @@ def finish_frame(rgb: np.ndarray, request: ReadRequest) -> np.ndarray:
     return rgb if request.short_side is None else resize_short_side(rgb, request.short_side)
 
 
+def optional_backend(module: str, extra: str):
+    """Import the package an optional backend needs, or say how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise UserError(f"backend {extra!r} needs the {module!r} package: pip install 'uniformerv2[{extra}]'") from e
+
+
 # ----------------------------------------------------------------------------------------------- files
 def check_video_path(path) -> os.stat_result:
     """``os.stat`` of a path that a reader may open: a regular file (or a directory, for frame folders).
