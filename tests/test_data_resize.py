@@ -80,6 +80,14 @@ def test_predict_on_a_4096_square_video_stays_under_1_gb(tmp_path):
 
     video = write_video(tmp_path / "big.mkv", 4, width=4096, height=4096, gop=4,
                         options={"preset": "ultrafast", "tune": "zerolatency"})
+    import av
+    with av.open(str(video)) as c:
+        full = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert all(np.array_equal(a, full[i]) for a, i in zip(read_frames(video, [3, 0]), [3, 0]))
+    small = read_frames(video, [2, 2, 0], short_side=64)
+    assert small.shape == (3, 64, 64, 3)
+    assert all(np.array_equal(a, resize_short_side(full[i], 64)) for a, i in zip(small, [2, 2, 0]))
+    del full
     model = tmp_path / "model"
     uniformerv2.create_model("tiny_k400_8x64", num_classes=5).save_pretrained(model)
     # A wrapper process runs predict and reports the peak RSS of its only child.
