@@ -304,3 +304,14 @@ def test_decoder_backends_sit_behind_a_leaf_module():
     for backend in ("_pyav", "frame_folder", "_decord", "_opencv"):
         assert _package_imports(f"uniformerv2.data.{backend}") <= leaf, backend
     assert "uniformerv2.data.decode" not in _package_imports("uniformerv2.data.lists")
+
+
+def test_iter_frames_time_limit_is_per_frame(videos):
+    """A slow consumer does not run out of time: the limit bounds the wait for each frame, not the whole loop."""
+    frames = iter_frames(videos["mp4"], timeout=0.3)
+    codes = []
+    for f in frames:
+        codes.append(read_code(f))
+        if len(codes) in (1, 30):
+            time.sleep(0.4)
+    assert codes == list(range(60))

@@ -300,22 +300,22 @@ def read_clip(path, sample, request: ReadRequest, deadline: Deadline):
         return stack_frames(path, frames, idx), idx, info
 
 
-def iter_frames(path, request: ReadRequest, new_deadline):
-    """Every frame in order (uint8 RGB (H, W, 3), resized if asked); ``new_deadline()`` bounds each step."""
+def iter_frames(path, request: ReadRequest, deadline: Deadline):
+    """Every frame in order (uint8 RGB (H, W, 3), resized if asked); ``deadline`` restarts for each frame."""
     import av
 
-    with open_container(path, new_deadline()) as container:
-        table = build_table(container, path, request, new_deadline(), resolve=False)
+    with open_container(path, deadline) as container:
+        table = build_table(container, path, request, deadline, resolve=False)
         index, first_key = table.stream.index, table.first_key
-    with open_container(path, new_deadline()) as container:
+    deadline.restart()
+    with open_container(path, deadline) as container:
         stream = container.streams[index]
         configure(stream, request.threads)
-        deadline = new_deadline()
         try:
             for frame in _decode_from_first_key(container, stream, first_key, deadline):
                 check_size(path, frame.width, frame.height, request.max_pixels)
                 yield _convert(path, frame, None, request)
-                deadline = new_deadline()
+                deadline.restart()
         except av.FFmpegError as e:
             raise VideoError(f"{path}: decoding failed ({_reason(e)})") from e
 

@@ -101,4 +101,4 @@ def iter_frames(path, *, timeout: float | None = DEFAULT_TIMEOUT_S, threads: int
     from . import _pyav
 
     request = _request(path, threads, stream, short_side, max_pixels, {})
-    return _pyav.iter_frames(path, request, lambda: Deadline(timeout, path))
+    return _pyav.iter_frames(path, request, Deadline(timeout, path))
