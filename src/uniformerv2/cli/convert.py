@@ -22,9 +22,9 @@ def run(args) -> int:
     import torch
 
     from ..errors import CheckpointError, UserError
-    from ..model.factory import create_model, load_model
+    from ..factory import create_model, load_model
     from ..weights import export_official_state_dict
-    from ..weights.hub import atomic_write
+    from ..fileio import atomic_write
 
     dst = Path(args.dst)
     if dst.exists() and args.to == "model" and any(dst.iterdir() if dst.is_dir() else [True]):

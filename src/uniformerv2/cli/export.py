@@ -22,12 +22,12 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..inference import VideoClassifier
+    from ..factory import load_model
     from ..inference.export import export_onnx, export_torch
 
     if args.legacy and args.format != "onnx":
         raise UserError("--legacy only applies to onnx")
-    model = VideoClassifier.from_pretrained(args.model, preset=args.preset, device="cpu", dtype="fp32").model
+    model = load_model(args.model, args.preset, need_recipe=True)
     if args.format == "onnx":
         report = export_onnx(model, args.out, opset=args.opset, legacy=args.legacy, check=not args.no_check,
                              tolerance=args.tolerance)

@@ -10,15 +10,16 @@ def add_parser(sub):
 
 def run(args) -> int:
     from ..errors import CheckpointError
-    from ..weights.hub import is_model_dir, read_config
+    from ..factory import infer_options
+    from ..weights.format import is_model_dir, read_config, read_weights
     from ..weights.io import load_state_dict
-    from ..weights.loading import infer_options, read_checkpoint
+    from ..weights.loading import read_checkpoint
     from ..weights.vit import to_clip_visual
 
     path = args.path
     if is_model_dir(path):
         cfg = read_config(path)
-        sd, fmt = load_state_dict(f"{path}/model.safetensors"), "uniformerv2 model directory"
+        sd, fmt = read_weights(path), "uniformerv2 model directory"
         opts, labels = cfg["model"], cfg.get("labels")
         extra = {"preset": cfg.get("preset"), "frames": opts["num_frames"]}
     else:

@@ -110,7 +110,7 @@ def _print_table(results) -> None:
 
 
 def _write_csv(path, results) -> None:
-    from ..weights.hub import atomic_write
+    from ..fileio import atomic_write
 
     buf = io.StringIO()
     w = csv.writer(buf)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -152,41 +151,35 @@ class _Source:
 class VideoClassifier:
     """A UniFormerV2 model with its test-time pipeline (sampling, crops, normalisation, view aggregation)."""
 
-    def __init__(self, model, device=None, dtype=None, memory_cap: int | None = None):
+    def __init__(self, model, device=None, dtype=None, memory_cap: int | None = None, optimize: bool = True):
+        """``model`` is moved to ``device`` (default: CUDA if available) in ``dtype`` (default: bf16 on a GPU
+        that supports it, else fp32) and, with ``optimize``, gets its inference speed variants
+        (``uniformerv2.accel.optimize``; the reference model computes the same numbers, slower)."""
+        from ..accel import optimize as apply_speed_variants
+
         self.device = torch.device(device) if device is not None else _default_device()
         self.dtype = _resolve_dtype(dtype, self.device)
         self.model = model.eval().to(self.device, self.dtype)
-        self.labels = list(model.labels) if getattr(model, "labels", None) else [
-            f"class {i}" for i in range(model.num_classes)]
-        self.data = dict(getattr(model, "data_config", None) or {})
+        if optimize:
+            apply_speed_variants(self.model, for_inference=True)
+        self.labels = list(model.labels) if model.labels else [f"class {i}" for i in range(model.num_classes)]
+        self.data = model.data_config
         self.memory_cap = memory_cap
         self._view_makers: dict[int, ViewMaker] = {}
 
     # ---------------------------------------------------------------- loading
     @classmethod
     def from_pretrained(cls, path, preset: str | None = None, device=None, dtype=None, **kwargs):
-        """``path``: a model directory (config + weights), or a checkpoint file (official ``.pyth``, our
-        state dict) together with the ``preset`` (or arch) it belongs to."""
-        from ..model import create_model
-        from ..weights.hub import from_pretrained, is_model_dir
+        """``path``: a model directory (config + weights) or a training run directory, or a checkpoint file
+        (official ``.pyth``, our state dict) together with the ``preset`` it belongs to (which carries the
+        recipe: normalisation, views, label order).  See ``uniformerv2.factory.load_model``."""
+        from ..factory import load_model
 
-        path = Path(path)
-        if is_model_dir(path):
-            if preset is not None:
-                raise UserError(f"{path} is a model directory with its own config; do not pass a preset")
-            model = from_pretrained(path)
-        elif path.is_file():
-            if preset is None:
-                raise UserError(f"{path} is a weights file: say which preset it belongs to "
-                                f"(preset=... / --preset NAME, see `uniformerv2 models`)")
-            model = create_model(preset, checkpoint=path)
-        else:
-            raise UserError(f"{path}: no such model directory or checkpoint file")
-        return cls(model, device=device, dtype=dtype, **kwargs)
+        return cls(load_model(path, preset, need_recipe=True), device=device, dtype=dtype, **kwargs)
 
     @property
     def default_views(self) -> tuple[int, int]:
-        return int(self.data.get("test_clips", 1)), int(self.data.get("test_crops", 1))
+        return self.data.views
 
     # ---------------------------------------------------------------- prediction
     def predict(self, video, top_k: int = 5, views=None, window: float | None = None,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 from ..errors import CheckpointError
-from .hub import WEIGHTS, is_model_dir, read_config
+from .format import is_model_dir, read_config, read_weights
 from .io import load_state_dict
 from .official import is_official, official_to_ours
 from .vit import inflate_patch_embed, resize_pos_embed, to_clip_visual
@@ -79,7 +78,7 @@ def read_checkpoint(path) -> tuple[dict, str, list[str] | None]:
     """(our state dict, format, head labels if the file says) from a model dir, our file or an official one."""
     if is_model_dir(path):
         cfg = read_config(path)
-        return load_state_dict(Path(path) / WEIGHTS), "uniformerv2", cfg.get("labels")
+        return read_weights(path), "uniformerv2", cfg.get("labels")
     sd = load_state_dict(path)
     if is_official(sd):
         ours, unknown = official_to_ours(sd)
@@ -175,27 +174,3 @@ def _map_rows(src_labels, n_src, dst_labels) -> list[int] | None:
 
 def _reset_head(model):
     model.head.fc.reset_parameters()
-
-
-def infer_options(sd: dict) -> dict:
-    """Model options read off our state dict's shapes (for checkpoints that come without a config).
-
-    Frame count is not stored in any weight: 8 (16 with temporal downsampling) is assumed, as the zoo.
-    Global blocks are assumed to sit on the last layers, as in every official recipe.
-    """
-    stem = sd["stem.weight"]
-    width, patch, kt = stem.shape[0], stem.shape[-1], stem.shape[2]
-    depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
-    n_global = len({k.split(".")[1] for k in sd if k.startswith("global_blocks.")})
-    grid = int(round((sd["pos_embed"].shape[0] - 1) ** 0.5))
-    local = "double" if "blocks.0.lmhra2.down.weight" in sd else "single" if "blocks.0.lmhra1.down.weight" in sd else "none"
-    from ..model.presets import ARCHS
-
-    # heads cannot be read off the weights: take them from the arch of that shape (official: 64 per head)
-    same = [n for n, a in ARCHS.items() if (a["embed_dim"], a["depth"], a["patch_size"]) == (width, depth, patch)]
-    arch = next((n for n in same if ARCHS[n]["img_size"] == grid * patch), same[0] if same else "uniformerv2_b16")
-    heads = ARCHS[arch]["num_heads"] if same else max(1, width // 64)
-    return dict(arch=arch, embed_dim=width, depth=depth, num_heads=heads, patch_size=patch,
-                img_size=grid * patch, num_classes=sd["head.fc.weight"].shape[0], temporal_downsample=kt > 1,
-                num_frames=16 if kt > 1 else 8, local_mhra=local, global_layers=list(range(depth - n_global, depth)),
-                frozen_backbone="balance" not in sd)
