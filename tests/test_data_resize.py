@@ -39,7 +39,9 @@ def test_views_of_resized_frames_match_todays_pipeline(tmp_path):
     """The model's input from frames resized while decoding equals the input from full-size frames through the
     test transform, within the uint8 rounding (0.5 / 255 / std in normalised units)."""
     path = write_video(tmp_path / "v.mp4", 30, width=320, height=240, gop=10, bframes=2)
-    data = {"crop_size": 64, "short_side": 72, "mean": (0.45, 0.45, 0.45), "std": (0.225, 0.225, 0.225)}
+    from uniformerv2.data.config import DataConfig
+
+    data = DataConfig(crop_size=64, short_side=72, mean=(0.45, 0.45, 0.45), std=(0.225, 0.225, 0.225))
     picks = [0, 7, 13, 29, 3, 3, 20, 11]
     full = read_frames(path, picks)
     small = read_frames(path, picks, short_side=72)

@@ -106,7 +106,7 @@ def _entries(args) -> tuple[list[tuple[str, dict | None, str]], list[dict], str]
 
 
 def _write_text(path, text: str) -> None:
-    from ..weights.hub import atomic_write
+    from ..fileio import atomic_write
 
     atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 

@@ -231,7 +231,7 @@ class VideoClassifier:
 
     def _source(self, video, fps) -> _Source:
         """Files are decoded straight to the test transform's resize (short side, bilinear, uint8)."""
-        return _Source(video, fps, short_side=int(self.data.get("short_side") or self.data["crop_size"]))
+        return _Source(video, fps, short_side=self.data.test_short_side)
 
     def _guard(self, fn, video, on_error):
         try:
