@@ -94,10 +94,11 @@ class Features:
 
 # ----------------------------------------------------------------------------------------------- sources
 class _Source:
-    """Frames of a file or of an in-memory uint8 (T, H, W, 3) RGB array, by index."""
+    """Frames of a file or of an in-memory uint8 (T, H, W, 3) RGB array, by index. Frames of a file are
+    resized to ``short_side`` as they are decoded (bounded memory whatever the source resolution)."""
 
-    def __init__(self, video, fps: float | None = None):
-        self.path = None
+    def __init__(self, video, fps: float | None = None, short_side: int | None = None):
+        self.path, self.short_side = None, short_side
         if isinstance(video, (str, os.PathLike)):
             self.path, self.array, self.fps = str(video), None, fps
             self._count = None
@@ -126,7 +127,7 @@ class _Source:
             return self.array[indices]
         from ..data.decode import read_frames
 
-        return read_frames(self.path, indices)
+        return read_frames(self.path, indices, short_side=self.short_side)
 
     def read_sampled(self, sample) -> tuple[np.ndarray, np.ndarray]:
         """Open once, pick indices with ``sample(num_frames)``: (frames, indices)."""
@@ -141,7 +142,7 @@ class _Source:
             flat["idx"] = np.asarray(sample(n))
             return flat["idx"].reshape(-1)
 
-        frames, _, info = read_clip(self.path, pick)
+        frames, _, info = read_clip(self.path, pick, short_side=self.short_side)
         self._count, self.fps = info.num_frames, self.fps or info.fps
         return frames, flat["idx"]
 
@@ -210,7 +211,7 @@ class VideoClassifier:
                          fps: float | None = None) -> Features:
         """Pre-head features (what the classifier's LN + linear head sees) of one video; see ``Features``."""
         clips, crops = parse_views(views, self.default_views)
-        src = _Source(video, fps)
+        src = self._source(video, fps)
         if window is None:
             frames, idx = src.read_sampled(lambda n: clip_indices(n, self._frames_per_clip, clips))
             feats, _ = self._run(self._views_of(frames, idx.shape, crops))
@@ -227,6 +228,10 @@ class VideoClassifier:
     @property
     def _frames_per_clip(self) -> int:
         return int(self.model.num_frames)
+
+    def _source(self, video, fps) -> _Source:
+        """Files are decoded straight to the test transform's resize (short side, bilinear, uint8)."""
+        return _Source(video, fps, short_side=self.data.test_short_side)
 
     def _guard(self, fn, video, on_error):
         try:
@@ -247,7 +252,7 @@ class VideoClassifier:
         prepared, results = [], []
         for v in videos:
             def prep(v=v):
-                src = _Source(v, fps)
+                src = self._source(v, fps)
                 frames, idx = src.read_sampled(lambda n: clip_indices(n, self._frames_per_clip, clips))
                 return src, idx, self._views_of(frames, idx.shape, crops)
             out = self._guard(prep, v, on_error)
@@ -265,7 +270,7 @@ class VideoClassifier:
         return [r if r is not None else next(it) for r in results]
 
     def _predict_windows(self, video, top_k, clips, crops, window, stride, fps):
-        src = _Source(video, fps)
+        src = self._source(video, fps)
         timeline, all_probs, detail = [], [], []
         for wins, x, idx in self._window_batches(src, window, stride, clips, crops, with_indices=True):
             _, probs = self._run(x)
