@@ -294,6 +294,7 @@ class Batcher:
         done = []
         while self.queue and self.queue[0][1] == self.queue[0][0].size:
             chunk, _, pieces = self.queue.popleft()
+            chunk.views = None        # through the model: only its outputs are kept
             done.append((chunk, np.concatenate([f for f, _ in pieces]), np.concatenate([p for _, p in pieces])))
         return done
 
