@@ -49,8 +49,8 @@ class VideoSource:
     """Frames of a file or of an in-memory uint8 (T, H, W, 3) RGB array, by index. Frames of a file are
     resized to ``short_side`` as they are decoded (bounded memory whatever the source resolution)."""
 
-    def __init__(self, video, fps: float | None = None, short_side: int | None = None):
-        self.path, self.short_side = None, short_side
+    def __init__(self, video, fps: float | None = None, short_side: int | None = None, threads: int | None = None):
+        self.path, self.short_side, self.threads = None, short_side, threads
         if isinstance(video, (str, os.PathLike)):
             self.path, self.array, self.fps = str(video), None, fps
             self._count = None
@@ -79,7 +79,7 @@ class VideoSource:
             return self.array[indices]
         from ..data.decode import read_frames
 
-        return read_frames(self.path, indices, short_side=self.short_side)
+        return read_frames(self.path, indices, short_side=self.short_side, threads=self.threads)
 
     def read_sampled(self, sample) -> tuple[np.ndarray, np.ndarray]:
         """Open once, pick indices with ``sample(num_frames)``: (frames, indices)."""
@@ -94,7 +94,7 @@ class VideoSource:
             flat["idx"] = np.asarray(sample(n))
             return flat["idx"].reshape(-1)
 
-        frames, _, info = read_clip(self.path, pick, short_side=self.short_side)
+        frames, _, info = read_clip(self.path, pick, short_side=self.short_side, threads=self.threads)
         self._count, self.fps = info.num_frames, self.fps or info.fps
         return frames, flat["idx"]
 
@@ -120,7 +120,8 @@ class ViewSpec:
     data: the model's ``DataConfig`` (short side, crop, BGR; normalisation happens in the model stage);
     clips x crops: the test views; length: frames per clip (the model's T); window/stride: seconds, for
     timelines; group_views: views per chunk of a long video (windows are grouped up to this many views and
-    ``MAX_FRAMES_PER_READ`` decoded frames)."""
+    ``MAX_FRAMES_PER_READ`` decoded frames); decoder_threads: None for ``data.decode``'s choice (one in a
+    worker process, FFmpeg's in the calling process)."""
     data: object
     clips: int
     crops: int
@@ -128,6 +129,7 @@ class ViewSpec:
     window: float | None = None
     stride: float | None = None
     group_views: int = 64
+    decoder_threads: int | None = None
 
     @property
     def views_per_window(self) -> int:
@@ -167,7 +169,7 @@ def video_chunks(index: int, path, spec: ViewSpec) -> Iterator[Chunk]:
     part = 0
     try:
         make = ViewMaker(spec.data, spec.crops, output="uint8")
-        src = VideoSource(path, short_side=spec.data.test_short_side)
+        src = VideoSource(path, short_side=spec.data.test_short_side, threads=spec.decoder_threads)
         t = spec.length
         if spec.window is None:
             frames, idx = src.read_sampled(lambda n: clip_indices(n, t, spec.clips))
