@@ -118,9 +118,10 @@ def _inference_pipeline(args) -> list[str]:
     load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     out = [f"{r['task']} over {r['videos']} generated {r['seconds_per_video']:g} s 340x256 videos, {r['preset']}, "
            f"views {r['views']}, {r['batch_size']} views per forward pass, {r['rounds']} rounds; load average {load}",
-           "", "| input workers | videos/s | clips/s | data wait | vs 0 workers |", "|---|---|---|---|---|"]
+           "", "| input workers | videos/s | clips/s | data wait | CPU s per video | vs 0 workers |",
+           "|---|---|---|---|---|---|"]
     out += [f"| {x['workers']} | {x['videos_per_s']:.2f} | {x['clips_per_s']:.1f} | {100 * x['data_wait']:.0f}% | "
-            f"{x['ratio']:.2f}x |" for x in r["rows"]]
+            f"{x['cpu_s_per_video']:.3f} | {x['ratio']:.2f}x |" for x in r["rows"]]
     out += ["", f"decode: {r['decode_videos_per_core_s']:.2f} videos/s per core; model alone ({r['device']}): "
                 f"{r['model_clips_per_s']:.1f} clips/s = {r['model_videos_per_s']:.2f} videos/s, which needs about "
                 f"{r['cores_for_model']:.1f} input worker cores"]

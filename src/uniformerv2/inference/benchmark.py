@@ -86,11 +86,14 @@ def bench_inference_pipeline(preset: str = "tiny_k400_8x64", *, workers=(0, 1, 2
         many = clf.predict_many if task == "predict" else clf.extract_features_many
         next(iter(many(paths[:1], views=views, workers=0)))     # warm-up
         totals = {w: RunStats(workers=w) for w in workers}
+        cpu = {w: 0.0 for w in workers}
         for r in range(rounds):
             for w in workers:
+                c0 = _cpu_seconds()
                 stream = many(paths, views=views, workers=w, batch_size=spec.group_views)
                 for _ in stream:
                     pass
+                cpu[w] += _cpu_seconds() - c0
                 s, t = stream.stats, totals[w]
                 t.videos, t.failed, t.clips = t.videos + s.videos, t.failed + s.failed, t.clips + s.clips
                 t.seconds, t.waited = t.seconds + s.seconds, t.waited + s.waited
@@ -101,14 +104,22 @@ def bench_inference_pipeline(preset: str = "tiny_k400_8x64", *, workers=(0, 1, 2
             tmp.cleanup()
     base = totals[workers[0]].videos_per_s if workers else 0.0
     rows = [{"workers": w, "videos_per_s": t.videos_per_s, "clips_per_s": t.clips_per_s,
-             "data_wait": t.wait_fraction, "ratio": t.videos_per_s / base if base else 0.0}
-            for w, t in totals.items()]
+             "data_wait": t.wait_fraction, "ratio": t.videos_per_s / base if base else 0.0,
+             "cpu_s_per_video": cpu[w] / max(1, t.videos + t.failed)} for w, t in totals.items()]
     model_videos = model_rate / spec.views_per_window
     return {"preset": preset, "task": task, "views": f"{spec.clips}x{spec.crops}", "frames": spec.length,
             "videos": videos, "seconds_per_video": seconds, "rounds": rounds, "batch_size": spec.group_views,
             "rows": rows, "decode_videos_per_core_s": per_core, "model_clips_per_s": model_rate,
             "model_videos_per_s": model_videos, "cores_for_model": model_videos / per_core,
             "device": str(clf.device)}
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its finished children (the input workers)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def recipe_decode_rates(presets: list[str], *, videos: int = 4, seconds: float = 10.0, workdir=None) -> list[dict]:

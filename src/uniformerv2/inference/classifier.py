@@ -12,6 +12,7 @@ Tensor layouts are those of :mod:`uniformerv2.inference.views`; the many-video m
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -20,7 +21,7 @@ import torch
 
 from ..errors import UserError, VideoError
 from .pipeline import (MAX_FRAMES_PER_READ, PREFETCH, Batcher, RunStats, Timer, VideoSource, ViewSpec,
-                       default_workers, input_stage, read_windows, window_groups)
+                       decoder_threads, default_workers, input_stage, read_windows, window_groups)
 from .views import ViewMaker, clip_indices, normalize_views, parse_views
 
 DEFAULT_CPU_MEMORY = 2 << 30          # bytes of activations per forward chunk on CPU
@@ -239,6 +240,8 @@ class VideoClassifier:
         top_k = max(1, min(int(top_k), len(self.labels)))
         stats = stats if stats is not None else RunStats()
         stats.workers = max(0, min(workers, len(todo)))
+        if spec.decoder_threads is None:
+            spec = dataclasses.replace(spec, decoder_threads=decoder_threads(stats.workers))
         batcher = Batcher(self._forward_views, spec.group_views, pin=self.device.type == "cuda")
         states: dict[int, list] = {}
         dead: set[int] = set()

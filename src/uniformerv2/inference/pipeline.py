@@ -33,15 +33,25 @@ MAX_FRAMES_PER_READ = 512             # frames decoded at once for long videos
 PREFETCH = 2                          # chunks in flight per worker
 
 
-def default_workers() -> int:
-    """Input worker processes: the usable cores of this process (its CPU affinity), shared among the processes
-    that torchrun starts on the node (``LOCAL_WORLD_SIZE``), minus one for the process that runs the model."""
+def usable_cores() -> int:
+    """Cores for this process: its CPU affinity, shared among the processes that torchrun starts on the node
+    (``LOCAL_WORLD_SIZE``)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return max(0, per_process - 1)
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
+def default_workers() -> int:
+    """Input worker processes: the usable cores minus one for the process that runs the model."""
+    return max(0, usable_cores() - 1)
+
+
+def decoder_threads(workers: int) -> int | None:
+    """Decoder threads per worker: the usable cores shared among the workers (at least one); None (FFmpeg's
+    choice) when decoding in the calling process. Threads do not change the decoded frames."""
+    return None if workers <= 0 else max(1, usable_cores() // workers)
 
 
 # ----------------------------------------------------------------------------------------------- sources
