@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import uniformerv2
+from uniformerv2.cli import main
 from uniformerv2.fileio import read_jsonl
 from uniformerv2.inference.inputs import collect_videos, output_names, read_path_list
 from videogen import write_video
@@ -102,14 +103,15 @@ def test_torchrun_two_processes_equal_one(model_dir, data, tmp_path):
     assert p1.returncode == p2.returncode == 1
 
 
-def test_corrupt_file_moves_nothing_else(model_dir, data, tmp_path):
+def test_corrupt_file_moves_nothing_else(model_dir, data, tmp_path, capsys):
     """The same list without the corrupt file: every other output is the same, bit for bit."""
     good = [r for r in read_path_list(data / "list.txt") if "broken" not in r]
     (tmp_path / "good.csv").write_text("path,label\n" + "".join(f"{r},0\n" for r in good))
-    common = ["--model", model_dir, "--root", data, "--views", "1x3", "--quiet", "--workers", "2"]
-    cli("features", data / "list.txt", *common, "--out", tmp_path / "all")
-    r = cli("features", tmp_path / "good.csv", *common, "--out", tmp_path / "good")
-    assert r.returncode == 0 and feature_bytes(tmp_path / "all") == feature_bytes(tmp_path / "good")
+    common = ["--model", str(model_dir), "--root", str(data), "--views", "1x3", "--quiet", "--workers", "2"]
+    assert main(["features", str(data / "list.txt"), *common, "--out", str(tmp_path / "all")]) == 1
+    assert capsys.readouterr().err.count("broken.mp4: ERROR") == 1
+    assert main(["features", str(tmp_path / "good.csv"), *common, "--out", str(tmp_path / "good")]) == 0
+    assert feature_bytes(tmp_path / "all") == feature_bytes(tmp_path / "good")
 
 
 def _kill_when_started(cmd, records: Path, timeout=240):
@@ -152,23 +154,26 @@ def test_kill_and_resume_equals_uninterrupted(model_dir, data, tmp_path, task):
         assert len(rows) == len(set(rows)) == 1 + 9 * 5 + 1               # header, top-5 of 9 videos, 1 failure
 
 
-def test_resume_rules_and_retrying_failures(model_dir, tmp_path):
+def test_resume_rules_and_retrying_failures(model_dir, tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()
     a = write_video(src / "a.mp4", 20, fps=10)
     (src / "b.mp4").write_text("not yet a video")
     out = tmp_path / "out"
-    base = ["predict", src, "--model", model_dir, "--quiet", "--workers", "0", "--out", out]
-    assert cli(*base).returncode == 1
-    r = cli(*base, "--resume", "--views", "2x1", check=False)
-    assert r.returncode == 2 and "other settings" in r.stderr and "views" in r.stderr
+    base = ["predict", str(src), "--model", str(model_dir), "--quiet", "--workers", "0", "--out", str(out)]
+    assert main(base) == 1
+    assert main(base) == 2 and "--resume continues it" in capsys.readouterr().err
+    assert main(base + ["--resume", "--views", "2x1"]) == 2
+    err = capsys.readouterr().err
+    assert "other settings" in err and "views" in err
     write_video(src / "b.mp4", 25, fps=10)
-    assert cli(*base, "--resume").returncode == 1                  # failures are kept unless asked
-    assert cli(*base, "--resume", "--retry-failed").returncode == 0
+    assert main(base + ["--resume"]) == 1                           # failures are kept unless asked
+    assert main(base + ["--resume", "--retry-failed"]) == 0
     m = manifest(out)
     assert [(x["status"], x["attempts"]) for x in m] == [("done", 1), ("done", 2)]
     assert m[0]["path"] == str(a)
-    assert cli(*base, "--retry-failed", check=False).returncode == 2
+    assert json.loads((out / "predictions.json").read_text())[1]["ok"] is True
+    assert main(base + ["--retry-failed"]) == 2 and main(base[:-2] + ["--resume"]) == 2
 
 
 def test_input_lists(tmp_path):
