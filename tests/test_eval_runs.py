@@ -70,6 +70,7 @@ def files(out):
     return {name: (out / name).read_text() for name in FILES}
 
 
+@pytest.mark.slow
 def test_eval_two_processes_and_kill_resume_equal_one(setup, tmp_path):
     one = run(eval_cmd(setup, tmp_path / "one", "--workers", "1"))
     ref = files(tmp_path / "one")

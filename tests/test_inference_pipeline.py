@@ -161,6 +161,7 @@ print(json.dumps({{"windows": len(pred.timeline), "frames": pred.num_frames,
 """
 
 
+@pytest.mark.slow
 def test_hour_long_timeline_in_bounded_memory(model_dir, tmp_path):
     """Peak RSS of the model process and of the decoding worker for a 5-minute and a 60-minute video (2 fps,
     20 s windows): the hour adds almost nothing, while its frames at the model's size would take 117 MB."""

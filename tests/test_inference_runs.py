@@ -75,6 +75,7 @@ def feature_bytes(out):
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*.safetensors"))}
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_equal_one(model_dir, data, tmp_path):
     common = ["--model", model_dir, "--root", data, "--views", "1x3", "--quiet"]
     one = cli("features", data / "list.txt", *common, "--out", tmp_path / "f1", "--workers", "1")
@@ -128,6 +129,7 @@ def _kill_when_started(cmd, records: Path, timeout=240):
     return p.returncode
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["features", "predict"])
 def test_kill_and_resume_equals_uninterrupted(model_dir, data, tmp_path, task):
     common = [task, data / "list.txt", "--model", model_dir, "--root", data, "--views", "1x3", "--quiet",
