@@ -11,7 +11,7 @@ Run directory::
     curves.png         loss / LR / val top-1 against the step (needs matplotlib)
 
 Reading order: ``train`` (build, resume, loop over epochs, save, test), then ``train_one_epoch``,
-``train_step`` (one optimiser step), ``validate``, ``save_checkpoint`` and the outputs.
+``train_step`` (one optimiser step), ``validate``, ``save_checkpoint``, ``save_outputs`` and ``final_test``.
 
 One optimiser step consumes one global batch of ``train.batch_size`` videos, split over processes and
 ``accum_steps`` micro-steps. Everything a checkpoint holds is a ``TrainState`` (``engine/state.py``): weights,
@@ -143,7 +143,7 @@ def train(config, output_dir, resume: bool = False, overrides=None, datasets: di
             save_checkpoint(state, run)
         summary = save_outputs(state, run)
         if cfg["data"]["test"] or run.datasets.get("test") is not None:
-            summary["test"] = test(state, run)
+            summary["test"] = final_test(state, run)
         run.log.write({"step": state.step, "event": "end", **{k: v for k, v in summary.items() if k != "test"}})
         run.log.close()
         dist.barrier()
@@ -371,7 +371,7 @@ def save_outputs(state: TrainState, run: Run) -> dict:
     return summary
 
 
-def test(state: TrainState, run: Run) -> dict:
+def final_test(state: TrainState, run: Run) -> dict:
     """The multi-view test of the best-validation weights (the last ones without validation); loads them."""
     cfg, model, out, main = run.cfg, state.model, run.out, run.info.is_main
     if main and (out / "checkpoints" / "best.pt").exists():
