@@ -140,12 +140,18 @@ def _adapt_head(model, sd, head, src_labels, report) -> dict:
         return {}
     if w.shape[1] != model.cfg.embed_dim:
         raise CheckpointError(f"head width {w.shape[1]} does not match embed_dim {model.cfg.embed_dim}")
-    if w.shape[0] == n_model and head in ("auto", "keep"):
+    model_labels = getattr(model, "labels", None)
+    rows = None
+    if w.shape[0] == n_model and head == "auto" and src_labels is not None and model_labels is not None \
+            and list(src_labels) != list(model_labels):  # same classes in another order: map by name
+        rows = _map_rows(src_labels, w.shape[0], model_labels)
+    if w.shape[0] == n_model and head in ("auto", "keep") and rows is None:
         report.head = "kept"
         return {"head.fc.weight": w, "head.fc.bias": b}
     if head == "keep":
         raise CheckpointError(f"head has {w.shape[0]} classes, model has {n_model}: use head='auto' or 'reset'")
-    rows = _map_rows(src_labels, w.shape[0], getattr(model, "labels", None))
+    if rows is None:
+        rows = _map_rows(src_labels, w.shape[0], model_labels)
     if rows is None:
         warnings.warn(f"checkpoint head has {w.shape[0]} classes, model has {n_model}, and no class-name "
                       "mapping is known: the head is re-initialised")
