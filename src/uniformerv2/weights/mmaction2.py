@@ -181,7 +181,7 @@ def mmaction2_checkpoint(sd: dict, labels: list[str] | None = None) -> dict:
 
 def save_mmaction2(path: str | Path, official_sd: dict, labels: list[str] | None = None) -> Path:
     """Write an official-layout state dict as an MMAction2 checkpoint (atomically); returns the path."""
-    from .hub import atomic_write
+    from ..fileio import atomic_write
 
     sd, row_labels = official_to_mmaction2(official_sd, labels)
     ckpt = mmaction2_checkpoint(sd, row_labels)
