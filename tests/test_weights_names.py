@@ -210,21 +210,25 @@ def test_training_config_takes_names(env):
     assert started.load_report.format == "mmaction2" and torch.equal(started.head.fc.weight, src.head.fc.weight)
 
 
-def test_cli_info_convert_and_download_take_names(env, tmp_path):
-    r = run("info", "tiny_k400_8x64.test_mmaction2")
-    assert r.returncode == 0, r.stderr
-    assert "name: tiny_k400_8x64.test_mmaction2" in r.stdout and "format: MMAction2" in r.stdout
-    assert "label order of the head rows: kinetics400 (registry)" in r.stdout
+def test_cli_info_and_convert_take_names(env, tmp_path, capsys):
+    assert cli(["info", "tiny_k400_8x64.test_mmaction2"]) == 0
+    out = capsys.readouterr().out
+    assert "name: tiny_k400_8x64.test_mmaction2" in out and "format: MMAction2" in out
+    assert "label order of the head rows: kinetics400 (registry)" in out
+    assert cli(["info", "clip_tiny.test"]) == 0
+    out = capsys.readouterr().out
+    assert "arms uniformerv2_tiny" in out and "format: image ViT (clip)" in out and "width 64, 4 layers" in out
     # convert by name: the MMAction2 file back to the official layout is the official file, tensor for tensor
-    r = run("convert", "tiny_k400_8x64.test_mmaction2", tmp_path / "official.pyth", "--to", "official")
-    assert r.returncode == 0, r.stderr
+    assert cli(["convert", "tiny_k400_8x64.test_mmaction2", str(tmp_path / "official.pyth"), "--to", "official"]) == 0
     _, sd = tiny_official()
     back = torch.load(tmp_path / "official.pyth", weights_only=True)
     assert list(back) == list(sd) and all(torch.equal(back[k], sd[k]) for k in sd)
-    r = run("convert", "clip_tiny.test", tmp_path / "armed", "--preset", "tiny_k400_8x64")
-    assert r.returncode == 0, r.stderr
+    assert cli(["convert", "clip_tiny.test", str(tmp_path / "armed"), "--preset", "tiny_k400_8x64"]) == 0
     armed = u.from_pretrained(tmp_path / "armed")
-    assert torch.equal(armed.state_dict()["blocks.1.norm1.weight"], tiny_clip_visual()["transformer.resblocks.1.ln_1.weight"])
+    assert torch.equal(armed.state_dict()["blocks.1.norm1.weight"],
+                       tiny_clip_visual()["transformer.resblocks.1.ln_1.weight"])
+    assert cli(["convert", "clip_tiny.test", str(tmp_path / "x")]) == 2
+    assert "is an image ViT: pass --preset NAME" in capsys.readouterr().err
     assert env.gets(MMA) == [None] and env.gets(CLIP) == [None]
 
 
@@ -253,22 +257,22 @@ def test_local_mmaction2_file_through_load_model_gives_the_official_logits(mm_fi
         VideoClassifier.from_pretrained(path)  # classification needs the recipe
 
 
-def test_convert_mmaction2_to_model_and_back_is_exact(mm_file, tmp_path):
+def test_convert_mmaction2_to_model_and_back_is_exact(mm_file, tmp_path, capsys):
     src, sd, ckpt, path = mm_file
     assert cli(["convert", str(path), str(tmp_path / "dir"), "--preset", "tiny_k400_8x64"]) == 0
     model = u.from_pretrained(tmp_path / "dir").eval()
     torch.testing.assert_close(model(VIDEO), src.eval()(VIDEO))
     out = tmp_path / "back.pth"
-    r = run("convert", tmp_path / "dir", out, "--to", "mmaction2")
-    assert r.returncode == 0, r.stderr
-    assert "head rows in MMAction2's kinetics400 order" in r.stdout
+    capsys.readouterr()
+    assert cli(["convert", str(tmp_path / "dir"), str(out), "--to", "mmaction2"]) == 0
+    assert "head rows in MMAction2's kinetics400 order" in capsys.readouterr().out
     raw = torch.load(out, weights_only=True)  # MMAction2's own loader reads it the same way
     assert set(raw) == {"meta", "state_dict"}
     assert raw["meta"] == {"dataset_meta": {"classes": load_labels("kinetics400")}}
     assert list(raw["state_dict"]) == list(ckpt["state_dict"])
     for k, v in ckpt["state_dict"].items():
         assert raw["state_dict"][k].shape == v.shape and torch.equal(raw["state_dict"][k], v), k
-    r = run("info", out)
+    r = run("info", out)  # as a user runs it
     assert r.returncode == 0, r.stderr
     assert "format: MMAction2 UniFormerV2 checkpoint" in r.stdout and "classes: 400 (labels: abseiling" in r.stdout
     assert "label order of the head rows: MMAction2's kinetics400 (alphabetical)" in r.stdout
@@ -277,8 +281,9 @@ def test_convert_mmaction2_to_model_and_back_is_exact(mm_file, tmp_path):
 def test_convert_to_mmaction2_refuses_what_mmaction2_cannot_hold(tmp_path):
     perturb_(u.create_model("tiny_k400_8x64", frozen_backbone=True)).save_pretrained(tmp_path / "frozen")
     out = tmp_path / "frozen.pth"
-    r = run("convert", tmp_path / "frozen", out, "--to", "mmaction2")
+    r = run("convert", tmp_path / "frozen", out, "--to", "mmaction2")  # as a user runs it: one line, exit 2
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "frozen-backbone" in r.stderr
+    assert "Traceback" not in r.stderr
     assert not out.exists() and not list(tmp_path.glob("*.tmp*"))
     (tmp_path / "outdir").mkdir()
     assert cli(["convert", str(tmp_path / "frozen"), str(tmp_path / "outdir"), "--to", "mmaction2"]) == 2
