@@ -19,7 +19,8 @@ VIDEO = torch.randn(2, 3, 8, 64, 64)
 
 
 def _load_converted(tmp_path, path, preset="tiny_k400_8x64", **kw):
-    """MMAction2 file -> official layout on disk -> today's loader (what the factory will do in one call)."""
+    """MMAction2 file -> official layout on disk -> the loader, step by step (``load_model`` does it in one
+    call: tests/test_weights_names.py)."""
     sd, meta = read_mmaction2(path)
     official, labels = mmaction2_to_official(sd, meta)
     out = tmp_path / "converted.pyth"
@@ -197,7 +198,8 @@ def test_code_among_the_weights_or_blocked_modules_is_refused(tmp_path):
 # ----------------------------------------------------------------------------- real B/16 shapes
 @pytest.mark.slow
 def test_k400_b16_mmaction2_file_gives_the_official_logits(tmp_path):
-    """A K400 B/16 file in MMAction2's layout (random weights, real shapes and label orders)."""
+    """A K400 B/16 file in MMAction2's layout (random weights, real shapes and label orders), loaded through
+    ``load_model`` with and without a preset: the official logits, class by class."""
     torch.manual_seed(0)
     src = u.create_model("k400_b16_8x224").eval()
     with torch.no_grad():
@@ -211,8 +213,15 @@ def test_k400_b16_mmaction2_file_gives_the_official_logits(tmp_path):
     video = torch.randn(1, 3, 8, 224, 224)
     with torch.no_grad():
         official = src(video)
+        official_labels = src.labels
         del src
-        model, _ = _load_converted(tmp_path, path, preset="k400_b16_8x224")
+        model = u.load_model(path, preset="k400_b16_8x224").eval()  # the one loader, as --model/--preset do
         logits = model(video)
-    assert model.labels == load_labels("kinetics400_uniformerv2_order")
-    assert _rel_err(logits, official) <= 1e-5
+        assert model.labels == load_labels("kinetics400_uniformerv2_order") == official_labels
+        assert model.load_report.format == "mmaction2"
+        assert _rel_err(logits, official) <= 1e-5
+        del model
+        inferred = u.load_model(path).eval()  # no preset: B/16 read off the shapes, rows in the file's order
+        assert inferred.cfg.arch == "uniformerv2_b16" and inferred.labels == load_labels("kinetics400")
+        col = {c: i for i, c in enumerate(official_labels)}
+        assert _rel_err(inferred(video), official[:, [col[c] for c in inferred.labels]]) <= 1e-5

@@ -24,10 +24,13 @@ def run(args) -> int:
             print(f"  {name:<22} width {a['embed_dim']}, {a['depth']} layers, patch {a['patch_size']}, {a['img_size']}px")
     presets = list_presets(args.pattern)
     if presets:
-        print("presets (arch + recipe):")
+        from ..weights.registry import entries_for
+
+        print("presets (arch + recipe; [weights] = pretrained tags, loaded as PRESET.TAG):")
         for name in presets:
             p = get_preset(name)
-            print(f"  {name:<26} {p.description}")
+            tags = [e.tag for e in entries_for(name)]
+            print(f"  {name:<26} {p.description}" + (f"  [{', '.join(tags)}]" if tags else ""))
     return 0
 
 

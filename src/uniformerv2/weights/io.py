@@ -180,7 +180,31 @@ def load_file(path: str | Path, *, drop_foreign: bool = False) -> dict:
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A flat ``{name: tensor}`` from any supported file, unwrapping the usual containers
     (``model_state`` of SlowFast, ``state_dict``, ``model``, ``module``) and a ``module.`` prefix."""
-    obj = load_file(path)
+    return unwrap_state_dict(load_file(path), path)
+
+
+def first_foreign(obj) -> Foreign | None:
+    """The first :class:`Foreign` marker in a loaded object (dicts, lists and tuples searched), or None."""
+    if isinstance(obj, Foreign):
+        return obj
+    values = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) else ()
+    for v in values:
+        found = first_foreign(v)
+        if found is not None:
+            return found
+    return None
+
+
+def refuse_foreign(obj, path) -> None:
+    """Refuse an object read with ``drop_foreign=True`` that holds a foreign object, as a plain
+    :func:`load_file` would have."""
+    found = first_foreign(obj)
+    if found is not None:
+        _refuse(Path(path), found.name)
+
+
+def unwrap_state_dict(obj: dict, path) -> dict[str, torch.Tensor]:
+    """The flat ``{name: tensor}`` of a loaded file (see :func:`load_state_dict`)."""
     for key in ("model_state", "state_dict", "model", "module"):
         inner = obj.get(key)
         if isinstance(inner, dict) and any(isinstance(v, torch.Tensor) for v in inner.values()):

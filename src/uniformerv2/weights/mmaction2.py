@@ -70,7 +70,19 @@ def _prune(obj, path: str, dropped: list[str]):
 
 def read_mmaction2(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(state dict, meta) of an MMAction2 checkpoint file, read without importing anything."""
-    obj = load_file(path, drop_foreign=True)
+    return split_mmaction2(load_file(path, drop_foreign=True), path)
+
+
+def looks_mmaction2(obj: dict) -> bool:
+    """Whether a file's top-level object (read with ``drop_foreign=True``) is an MMAction2 UniFormerV2
+    checkpoint: ``{"meta", "state_dict"}`` or a bare state dict with MMAction2's names."""
+    sd = obj.get("state_dict") if isinstance(obj.get("state_dict"), dict) else obj
+    return is_mmaction2({k: v for k, v in sd.items() if isinstance(v, torch.Tensor)})
+
+
+def split_mmaction2(obj: dict, path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state dict, meta) of a loaded MMAction2 checkpoint: foreign objects among the weights are refused,
+    elsewhere dropped with a warning (see the module docstring)."""
     sd = obj.get("state_dict") if isinstance(obj.get("state_dict"), dict) else obj
     foreign = [f"{k} ({v.name})" for k, v in sd.items() if isinstance(v, Foreign)]
     if foreign:
@@ -88,7 +100,7 @@ def read_mmaction2(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             _prune(v, k, dropped)
     if dropped:
         warnings.warn(f"{path}: dropped {len(dropped)} object(s) that would need importing code: "
-                      f"{', '.join(dropped[:5])}{' ...' if len(dropped) > 5 else ''}", stacklevel=2)
+                      f"{', '.join(dropped[:5])}{' ...' if len(dropped) > 5 else ''}", stacklevel=3)
     return tensors, meta
 
 
@@ -171,6 +183,14 @@ def _mmaction2_rows(labels: list[str]) -> tuple[list[int], list[str]] | None:
     if any(r is None for r in rows):
         return None
     return rows, target
+
+
+def mmaction2_label_map(labels) -> str | None:
+    """The MMAction2 label map (a shipped list name) whose classes ``labels`` are, in any order (compared by
+    canonical class name), or None: the order such a head is written in."""
+    if labels is None or _mmaction2_rows(list(labels)) is None:
+        return None
+    return MMACTION2_HEAD_LABELS[len(labels)]
 
 
 def mmaction2_checkpoint(sd: dict, labels: list[str] | None = None) -> dict:

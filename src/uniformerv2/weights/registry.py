@@ -220,9 +220,16 @@ def get_entry(name: str) -> Entry:
     entry = default_entry(name)
     if entry is not None:
         return entry
-    close = difflib.get_close_matches(name, list(reg), n=3, cutoff=0.6)
+    close = close_names(name)
     hint = f"; did you mean {', '.join(close)}?" if close else "; see `uniformerv2 models --pretrained`"
     raise UserError(f"no pretrained weights called {name!r}{hint}")
+
+
+def close_names(name: str, n: int = 3) -> list[str]:
+    """Registered names (and bare prefixes) that look like ``name``, closest first (for "did you mean")."""
+    reg = load_registry()
+    candidates = list(reg) + sorted({e.prefix for e in reg.values()})
+    return difflib.get_close_matches(name, candidates, n=n, cutoff=0.6)
 
 
 def entries_for(preset: str) -> list[Entry]:
