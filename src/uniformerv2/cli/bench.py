@@ -1,16 +1,20 @@
-"""`uniformerv2 bench`: clips/s and peak memory of a preset, optionally beside the official code."""
+"""`uniformerv2 bench`: clips/s and peak memory of our model, the input pipeline, or the video decoder.
+
+Comparisons with the official model code (CPU latency side by side, the GPU table) are scripts in
+``benchmarks/`` of the source tree: ``benchmarks/cpu_vs_official.py`` and ``benchmarks/gpu_suite.py``.
+"""
 from __future__ import annotations
 
 import sys
 
-from ..bench import SUITE  # noqa: F401 - the standard table's workloads, re-exported
-
-DPE_CHOICES = ("conv", "shift", "conv2d", "triton")  # model.layers.DPE_IMPLS, without importing torch
+DPE_CHOICES = ("auto", "conv", "triton")  # accel.DPE_CHOICES, without importing torch for --help
 COMPILE_CHOICES = ("none", "full", "regional", "reduce-overhead", "max-autotune")
+POLICIES = ("branches", "block", "save_attention")
 
 
 def add_parser(sub):
-    p = sub.add_parser("bench", help="measure throughput and memory")
+    p = sub.add_parser("bench", help="measure throughput and memory of a model, the input pipeline or the decoder",
+                       description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="k400_b16_8x224")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast dtype")
@@ -21,17 +25,16 @@ def add_parser(sub):
                    help="full: one graph; regional: each block on its own (fast to compile); "
                         "reduce-overhead: CUDA graphs")
     p.add_argument("--train", action="store_true", help="time a training step (forward, backward, AdamW)")
+    p.add_argument("--reference", action="store_true",
+                   help="the reference model, without the speed variants of uniformerv2.accel.optimize")
     p.add_argument("--device", default=None)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
-    p.add_argument("--dpe", choices=DPE_CHOICES, default=None, help="DPE implementation (default: conv)")
-    p.add_argument("--grad-ckpt", type=int, default=None, metavar="N",
+    p.add_argument("--dpe", choices=DPE_CHOICES, default="auto", help="DPE implementation (default: auto)")
+    p.add_argument("--grad-ckpt", type=int, default=0, metavar="N",
                    help="activation checkpointing in the first N blocks (training)")
-    p.add_argument("--ckpt-policy", choices=["branches", "block", "save_attention"], default=None)
-    p.add_argument("--official", metavar="FILE", help="official slowfast/models/uniformerv2_model.py to compare "
-                   "with: on CPU fp32 latency with the same weights; on a GPU (or with --suite) a row of its own")
-    p.add_argument("--suite", action="store_true", help="run the standard GPU table (markdown)")
+    p.add_argument("--ckpt-policy", choices=POLICIES, default="branches")
     p.add_argument("--out", metavar="FILE", help="also write the markdown table here")
     p.add_argument("--data", action="store_true", help="benchmark the video decoder (sparse reading vs decode all)")
     p.add_argument("--pipeline", action="store_true",
@@ -42,62 +45,37 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-def _mode(args) -> str:
-    return args.compile_mode or ("full" if args.compile else "none")
-
-
 def run(args) -> int:
-    import torch
+    from ..bench import TABLE_HEAD, bench_model, bench_pipeline, header, table_row, threads
+    from ..factory import create_model
 
-    from ..bench import (TABLE_HEAD, bench_model, bench_official, bench_pipeline, compare_with_official, header,
-                         perturbed_model, run_suite, table_row)
-    from ..model.factory import create_model
+    with threads(args.threads):
+        if args.data:
+            from ..data import benchmark
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.data:
-        from ..data import benchmark
-
-        benchmark.run()
-        return 0
-    lines = [header()]
-    print(lines[0])
-    if args.pipeline:
-        r = bench_pipeline(args.preset, batch_size=args.batch_size, workers=args.workers, steps=args.steps,
-                           videos=args.videos, dtype=args.dtype, device=args.device, compile=_mode(args),
-                           train=True, grad_ckpt=args.grad_ckpt)
-        lines += ["| preset | batch | workers | clips/s | data wait | clips/s per worker core |",
-                  "|---|---|---|---|---|---|",
-                  f"| {r['preset']} | {r['batch_size']} | {r['workers']} | {r['clips_per_s']:.2f} | "
-                  f"{100 * r['data_wait_fraction']:.0f}% | {r['clips_per_core_s']:.1f} |"]
-        print("\n".join(lines[1:]))
-    elif args.suite:
-        lines += run_suite(compile_modes=("none", args.compile_mode or "full"), official=args.official,
-                           device=args.device, warmup=args.warmup, iters=args.iters, dpe=args.dpe)
-    elif args.official and not torch.cuda.is_available() and args.device in (None, "cpu"):
-        r = compare_with_official(args.official, args.preset, args.batch_size, args.iters)
-        lines += [f"{args.preset} batch {args.batch_size} fp32 inference, {r['threads']} threads, same weights "
-                  f"(max |logit diff| {r['max_abs_logit_diff']:.2e}), best of {args.iters} alternating runs:",
-                  f"  wall: ours {r['ours_ms']:.0f} ms, official {r['official_ms']:.0f} ms -> {r['speedup']:.2f}x",
-                  f"  CPU time: ours {r['ours_cpu_ms']:.0f} ms, official {r['official_cpu_ms']:.0f} ms -> "
-                  f"{r['speedup_cpu']:.2f}x"]
-        print("\n".join(lines[1:]))
-    else:
-        lines.append(TABLE_HEAD)
-        print(TABLE_HEAD)
-        label = "training" if args.train else "inference"
-        ref = None
-        if args.official:
-            ref = bench_official(args.official, args.preset, args.batch_size, args.dtype, args.train, "none",
-                                 args.device, args.warmup, args.iters)
-            lines.append(table_row(label, "official", args.batch_size, args.dtype, ref))
-            print(lines[-1])
-        model = perturbed_model(args.preset) if args.official else create_model(args.preset)
-        r = bench_model(model, args.batch_size, args.dtype, train=args.train, compile=_mode(args),
-                        device=args.device, warmup=args.warmup, iters=args.iters, dpe=args.dpe,
-                        grad_ckpt=args.grad_ckpt, ckpt_policy=args.ckpt_policy, model_dtype=args.model_dtype)
-        lines.append(table_row(label, "ours", args.batch_size, r["precision"], r, ref))
-        print(lines[-1])
+            benchmark.run()
+            return 0
+        mode = args.compile_mode or ("full" if args.compile else "none")
+        lines = [header()]
+        print(lines[0])
+        if args.pipeline:
+            r = bench_pipeline(args.preset, batch_size=args.batch_size, workers=args.workers, steps=args.steps,
+                               videos=args.videos, dtype=args.dtype, device=args.device, compile=mode,
+                               train=True, grad_ckpt=args.grad_ckpt)
+            lines += ["| preset | batch | workers | clips/s | data wait | clips/s per worker core |",
+                      "|---|---|---|---|---|---|",
+                      f"| {r['preset']} | {r['batch_size']} | {r['workers']} | {r['clips_per_s']:.2f} | "
+                      f"{100 * r['data_wait_fraction']:.0f}% | {r['clips_per_core_s']:.1f} |"]
+            print("\n".join(lines[1:]))
+        else:
+            label = "training" if args.train else "inference"
+            r = bench_model(create_model(args.preset), args.batch_size, args.dtype, train=args.train, compile=mode,
+                            device=args.device, warmup=args.warmup, iters=args.iters, optimize=not args.reference,
+                            dpe=args.dpe, grad_ckpt=args.grad_ckpt, ckpt_policy=args.ckpt_policy,
+                            model_dtype=args.model_dtype)
+            impl = "reference" if args.reference else "ours"
+            lines += [TABLE_HEAD, table_row(label, impl, args.batch_size, r["precision"], r)]
+            print("\n".join(lines[1:]))
     if args.out:
         with open(args.out, "w") as f:
             f.write("\n".join(lines) + "\n")

@@ -27,29 +27,20 @@ def add_parser(subparsers) -> None:
 
 
 def resolve_model(path: str, cfg: dict):
-    from ..model.factory import load_model
-    from ..weights.hub import from_pretrained, is_model_dir
+    """A model directory or run directory brings its own config; a weights file is loaded into the config's
+    model (``model.preset`` + ``model.options``).  The config's ``data.pipeline`` applies on top."""
+    from ..factory import load_model
 
-    p = Path(path)
-    if not p.exists():
-        raise UserError(f"--model {path}: no such file or directory")
-    if p.is_dir() and not is_model_dir(p):
-        for sub in ("best", "final"):
-            if is_model_dir(p / sub):
-                p = p / sub
-                break
-        else:
-            raise UserError(f"--model {path}: not a model directory nor a run directory with best/ or final/")
-    if is_model_dir(p):
-        model = from_pretrained(p)
-    else:  # a checkpoint file (ours or official) into the config's model
-        m = cfg["model"]
-        model = load_model(p, preset=m["preset"], **m["options"])
-    model.data_config = {**model.data_config, **cfg["data"]["pipeline"]}
+    if Path(path).is_file():
+        model = load_model(path, cfg["model"]["preset"], **cfg["model"]["options"])
+    else:
+        model = load_model(path)
+    model.data_config = model.data_config.replace(**cfg["data"]["pipeline"])
     return model
 
 
 def run(args) -> int:
+    from ..accel import optimize
     from ..engine import distributed as dist
     from ..engine.config import load_config
     from ..engine.data import build_datasets
@@ -60,7 +51,7 @@ def run(args) -> int:
         raise UserError(f"data.{args.split} is not set (a list file of 'path,label' lines)")
     info = dist.setup(cfg["train"]["device"])
     try:
-        model = resolve_model(args.model, cfg).to(info.device)
+        model = optimize(resolve_model(args.model, cfg).to(info.device), for_inference=True)  # fp32, no autocast
         cfg["data"]["test"] = cfg["data"][args.split]
         dataset = build_datasets(cfg, model.data_config, ("test",), model.labels, model.cfg.num_classes)["test"]
         workers = cfg["eval"]["num_workers"] if cfg["eval"]["num_workers"] is not None else cfg["data"]["num_workers"]

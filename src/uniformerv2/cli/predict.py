@@ -16,7 +16,9 @@ FILES_PER_BATCH = 4  # whole-video predictions: the views of this many files sha
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", required=True, metavar="PATH",
-                   help="model directory, or a checkpoint file (official .pyth, ours) with --preset")
+                   help="a pretrained name (e.g. k400_b16_8x224: downloaded once; `uniformerv2 models "
+                        "--pretrained`), a model directory, or a checkpoint file (official .pyth, MMAction2 .pth, "
+                        "ours) with --preset")
     g.add_argument("--preset", metavar="NAME", help="preset of a checkpoint file, e.g. k400_b16_8x224")
     g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
     g.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], help="default: bf16 on GPU, fp32 on CPU")
@@ -110,7 +112,7 @@ def _print_table(results) -> None:
 
 
 def _write_csv(path, results) -> None:
-    from ..weights.hub import atomic_write
+    from ..fileio import atomic_write
 
     buf = io.StringIO()
     w = csv.writer(buf)

@@ -69,7 +69,9 @@ def autocast_dtype(precision: str, device: torch.device):
 
 
 def build_model(cfg: dict):
-    from ..model import create_model
+    """The config's model (preset/arch + options, pretrained / checkpoint weights, labels) with the
+    config's ``data.pipeline`` applied to its data config."""
+    from ..factory import create_model
 
     m = cfg["model"]
     labels = m["labels"]
@@ -77,10 +79,15 @@ def build_model(cfg: dict):
         labels = str(Path(cfg["data"]["root"]) / labels)  # a labels file beside the data lists
     model = create_model(m["preset"], pretrained=m["pretrained"], checkpoint=m["checkpoint"], head=m["head"],
                          labels=labels, **m["options"])
-    if cfg["train"]["grad_checkpointing"]:
-        model.set_grad_checkpointing(cfg["train"]["grad_checkpointing"])
-    model.data_config = {**model.data_config, **cfg["data"]["pipeline"]}
+    model.data_config = model.data_config.replace(**cfg["data"]["pipeline"])
     return model
+
+
+def prepare_for_training(model, cfg: dict):
+    """The training speed/memory variants (``accel.optimize``): lean MLPs, activation checkpointing."""
+    from ..accel import optimize
+
+    return optimize(model, for_inference=False, grad_checkpointing=cfg["train"]["grad_checkpointing"])
 
 
 @dataclass
@@ -173,6 +180,7 @@ def setup(cfg: dict, out: Path, info: dist.DistInfo, given: dict | None) -> tupl
     model.to(dev)
     if tc["sync_bn"] and info.enabled:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    prepare_for_training(model, cfg)
     amp_dtype, precision = autocast_dtype(tc["precision"], dev)
     base_lr = scaled_lr(tc["lr"], tc["batch_size"], tc["lr_scaling"], tc["lr_ref_batch"])
     optimizer = build_optimizer(model, base_lr, tc["weight_decay"], tc["betas"], tc["eps"], tc["layer_decay"])

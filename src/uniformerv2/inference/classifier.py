@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -95,10 +94,11 @@ class Features:
 
 # ----------------------------------------------------------------------------------------------- sources
 class _Source:
-    """Frames of a file or of an in-memory uint8 (T, H, W, 3) RGB array, by index."""
+    """Frames of a file or of an in-memory uint8 (T, H, W, 3) RGB array, by index. Frames of a file are
+    resized to ``short_side`` as they are decoded (bounded memory whatever the source resolution)."""
 
-    def __init__(self, video, fps: float | None = None):
-        self.path = None
+    def __init__(self, video, fps: float | None = None, short_side: int | None = None):
+        self.path, self.short_side = None, short_side
         if isinstance(video, (str, os.PathLike)):
             self.path, self.array, self.fps = str(video), None, fps
             self._count = None
@@ -127,7 +127,7 @@ class _Source:
             return self.array[indices]
         from ..data.decode import read_frames
 
-        return read_frames(self.path, indices)
+        return read_frames(self.path, indices, short_side=self.short_side)
 
     def read_sampled(self, sample) -> tuple[np.ndarray, np.ndarray]:
         """Open once, pick indices with ``sample(num_frames)``: (frames, indices)."""
@@ -142,7 +142,7 @@ class _Source:
             flat["idx"] = np.asarray(sample(n))
             return flat["idx"].reshape(-1)
 
-        frames, _, info = read_clip(self.path, pick)
+        frames, _, info = read_clip(self.path, pick, short_side=self.short_side)
         self._count, self.fps = info.num_frames, self.fps or info.fps
         return frames, flat["idx"]
 
@@ -151,41 +151,35 @@ class _Source:
 class VideoClassifier:
     """A UniFormerV2 model with its test-time pipeline (sampling, crops, normalisation, view aggregation)."""
 
-    def __init__(self, model, device=None, dtype=None, memory_cap: int | None = None):
+    def __init__(self, model, device=None, dtype=None, memory_cap: int | None = None, optimize: bool = True):
+        """``model`` is moved to ``device`` (default: CUDA if available) in ``dtype`` (default: bf16 on a GPU
+        that supports it, else fp32) and, with ``optimize``, gets its inference speed variants
+        (``uniformerv2.accel.optimize``; the reference model computes the same numbers, slower)."""
+        from ..accel import optimize as apply_speed_variants
+
         self.device = torch.device(device) if device is not None else _default_device()
         self.dtype = _resolve_dtype(dtype, self.device)
         self.model = model.eval().to(self.device, self.dtype)
-        self.labels = list(model.labels) if getattr(model, "labels", None) else [
-            f"class {i}" for i in range(model.num_classes)]
-        self.data = dict(getattr(model, "data_config", None) or {})
+        if optimize:
+            apply_speed_variants(self.model, for_inference=True)
+        self.labels = list(model.labels) if model.labels else [f"class {i}" for i in range(model.num_classes)]
+        self.data = model.data_config
         self.memory_cap = memory_cap
         self._view_makers: dict[int, ViewMaker] = {}
 
     # ---------------------------------------------------------------- loading
     @classmethod
     def from_pretrained(cls, path, preset: str | None = None, device=None, dtype=None, **kwargs):
-        """``path``: a model directory (config + weights), or a checkpoint file (official ``.pyth``, our
-        state dict) together with the ``preset`` (or arch) it belongs to."""
-        from ..model import create_model
-        from ..weights.hub import from_pretrained, is_model_dir
+        """``path``: a model directory (config + weights) or a training run directory, or a checkpoint file
+        (official ``.pyth``, our state dict) together with the ``preset`` it belongs to (which carries the
+        recipe: normalisation, views, label order).  See ``uniformerv2.factory.load_model``."""
+        from ..factory import load_model
 
-        path = Path(path)
-        if is_model_dir(path):
-            if preset is not None:
-                raise UserError(f"{path} is a model directory with its own config; do not pass a preset")
-            model = from_pretrained(path)
-        elif path.is_file():
-            if preset is None:
-                raise UserError(f"{path} is a weights file: say which preset it belongs to "
-                                f"(preset=... / --preset NAME, see `uniformerv2 models`)")
-            model = create_model(preset, checkpoint=path)
-        else:
-            raise UserError(f"{path}: no such model directory or checkpoint file")
-        return cls(model, device=device, dtype=dtype, **kwargs)
+        return cls(load_model(path, preset, need_recipe=True), device=device, dtype=dtype, **kwargs)
 
     @property
     def default_views(self) -> tuple[int, int]:
-        return int(self.data.get("test_clips", 1)), int(self.data.get("test_crops", 1))
+        return self.data.views
 
     # ---------------------------------------------------------------- prediction
     def predict(self, video, top_k: int = 5, views=None, window: float | None = None,
@@ -217,7 +211,7 @@ class VideoClassifier:
                          fps: float | None = None) -> Features:
         """Pre-head features (what the classifier's LN + linear head sees) of one video; see ``Features``."""
         clips, crops = parse_views(views, self.default_views)
-        src = _Source(video, fps)
+        src = self._source(video, fps)
         if window is None:
             frames, idx = src.read_sampled(lambda n: clip_indices(n, self._frames_per_clip, clips))
             feats, _ = self._run(self._views_of(frames, idx.shape, crops))
@@ -234,6 +228,10 @@ class VideoClassifier:
     @property
     def _frames_per_clip(self) -> int:
         return int(self.model.num_frames)
+
+    def _source(self, video, fps) -> _Source:
+        """Files are decoded straight to the test transform's resize (short side, bilinear, uint8)."""
+        return _Source(video, fps, short_side=self.data.test_short_side)
 
     def _guard(self, fn, video, on_error):
         try:
@@ -254,7 +252,7 @@ class VideoClassifier:
         prepared, results = [], []
         for v in videos:
             def prep(v=v):
-                src = _Source(v, fps)
+                src = self._source(v, fps)
                 frames, idx = src.read_sampled(lambda n: clip_indices(n, self._frames_per_clip, clips))
                 return src, idx, self._views_of(frames, idx.shape, crops)
             out = self._guard(prep, v, on_error)
@@ -272,7 +270,7 @@ class VideoClassifier:
         return [r if r is not None else next(it) for r in results]
 
     def _predict_windows(self, video, top_k, clips, crops, window, stride, fps):
-        src = _Source(video, fps)
+        src = self._source(video, fps)
         timeline, all_probs, detail = [], [], []
         for wins, x, idx in self._window_batches(src, window, stride, clips, crops, with_indices=True):
             _, probs = self._run(x)

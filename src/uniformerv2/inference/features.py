@@ -21,7 +21,7 @@ FORMATS = ("safetensors", "npy")
 
 def save_features(feats, out: Path, fmt: str = "safetensors", metadata: dict | None = None) -> list[Path]:
     """Write ``feats`` (a ``Features``) to ``out`` (suffix added by format); returns the files written."""
-    from ..weights.hub import atomic_write
+    from ..fileio import atomic_write
 
     if fmt not in FORMATS:
         raise UserError(f"unknown feature format {fmt!r}; choose from {', '.join(FORMATS)}")

@@ -4,10 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..data.video import VIDEO_EXTENSIONS
 from ..errors import UserError
-
-VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv",
-                              ".3gp", ".ts", ".mts", ".ogv"})
 
 
 def collect_videos(paths) -> list[tuple[Path, Path]]:

@@ -51,16 +51,15 @@ def clip_indices(num_frames: int, length: int, clips: int, first: int = 0) -> np
 
 class ViewMaker:
     """uint8 (T, H, W, 3) RGB -> float32 (crops, 3, T, S, S): the official test transform of the model's
-    ``data_config`` (short side to ``short_side``, bilinear; centre or 3 crops; mean/std), with the channels
-    reversed first for models trained on BGR frames (Something-Something)."""
+    ``DataConfig`` (short side to ``test_short_side``, bilinear; centre or 3 crops; mean/std), with the
+    channels reversed first for models trained on BGR frames (Something-Something)."""
 
-    def __init__(self, data: dict, crops: int):
+    def __init__(self, data, crops: int):
         from ..data.transforms import build_transform
 
-        self.bgr = bool(data.get("bgr"))
-        self.transform = build_transform("test", crop_size=int(data["crop_size"]),
-                                         short_side=data.get("short_side"), mean=data["mean"], std=data["std"],
-                                         num_crops=crops)
+        self.bgr = data.bgr
+        self.transform = build_transform("test", crop_size=data.crop_size, short_side=data.test_short_side,
+                                         mean=data.mean, std=data.std, num_crops=crops)
 
     def __call__(self, frames: np.ndarray) -> torch.Tensor:
         if self.bgr:
