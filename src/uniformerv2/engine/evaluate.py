@@ -69,7 +69,7 @@ def evaluate(model, data, *, aggregate: str = "softmax", batch_size: int = 8, nu
         loader, dataset = data, data.dataset
     else:
         dataset = data
-        info = dist.DistInfo(*_rank_world())
+        info = dist.DistInfo(*dist.rank_world())
         loader = make_eval_loader(dataset, batch_size, num_workers, info.rank, info.world_size)
     idx, scores, labs, skipped = predict_scores(model, loader, aggregate, device, amp_dtype, progress, desc)
 
@@ -111,7 +111,7 @@ def evaluate(model, data, *, aggregate: str = "softmax", batch_size: int = 8, nu
         _, vscores, vlabels = group_by_video(keys, scores, labs)
         vres = classification_metrics(vscores, vlabels, num_classes)
         res["video_level"] = {k: vres[k] for k in ("count", "top1", "top5", "mean_class_accuracy")}
-    if out_dir is not None and dist.DistInfo(*_rank_world()).is_main:
+    if out_dir is not None and dist.DistInfo(*dist.rank_world()).is_main:
         write_outputs(Path(out_dir), res, labels)
     return res
 
@@ -141,10 +141,3 @@ def _video_key(name: str, how: str) -> str:
         return parts[0]
     return stem
 
-
-def _rank_world() -> tuple[int, int]:
-    import torch.distributed as tdist
-
-    if tdist.is_available() and tdist.is_initialized():
-        return tdist.get_rank(), tdist.get_world_size()
-    return 0, 1
