@@ -13,7 +13,9 @@ from ..errors import UserError
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", required=True, metavar="PATH",
-                   help="model directory, run directory, or a checkpoint file (official .pyth, ours) with --preset")
+                   help="a pretrained name (e.g. k400_b16_8x224: downloaded once; `uniformerv2 models "
+                        "--pretrained`), a model or run directory, or a checkpoint file (official .pyth, MMAction2 "
+                        ".pth, ours) with --preset")
     g.add_argument("--preset", metavar="NAME", help="preset of a checkpoint file, e.g. k400_b16_8x224")
     g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
     g.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], help="default: bf16 on GPU, fp32 on CPU")

@@ -106,7 +106,7 @@ def evaluate(model, data, *, aggregate: str = "softmax", batch_size: int = 8, nu
         loader, dataset = data, data.dataset
     else:
         dataset = data
-        info = dist.DistInfo(*_rank_world())
+        info = dist.DistInfo(*dist.rank_world())
         loader = make_eval_loader(dataset, batch_size, num_workers, info.rank, info.world_size)
     figures: dict = {}
     idx, scores, labs, skipped = predict_scores(model, loader, aggregate, device, amp_dtype, progress, desc,
@@ -116,7 +116,7 @@ def evaluate(model, data, *, aggregate: str = "softmax", batch_size: int = 8, nu
     parts = dist.all_gather_objects((idx, scores, labs, skipped, figures))
     res = summarise(model, dataset, [p[:4] for p in parts], aggregate, labels, video_key)
     res["figures"] = [p[4] for p in parts]
-    if out_dir is not None and dist.DistInfo(*_rank_world()).is_main:
+    if out_dir is not None and dist.DistInfo(*dist.rank_world()).is_main:
         write_outputs(Path(out_dir), res, labels if labels is not None else getattr(model, "labels", None))
     return res
 
@@ -180,7 +180,7 @@ def evaluate_run(model, dataset, out_dir, *, aggregate: str = "softmax", batch_s
     from ..fileio import RunRecords, atomic_write
     from .data import collate_fn
 
-    rank, world = _rank_world()
+    rank, world = dist.rank_world()
     out = Path(out_dir)
     names = item_names(dataset, list(range(len(dataset))))
     sig = {"task": "eval", "aggregate": aggregate, "batch_size": batch_size, "items": len(dataset),
@@ -273,10 +273,3 @@ def _video_key(name: str, how: str) -> str:
         return parts[0]
     return stem
 
-
-def _rank_world() -> tuple[int, int]:
-    import torch.distributed as tdist
-
-    if tdist.is_available() and tdist.is_initialized():
-        return tdist.get_rank(), tdist.get_world_size()
-    return 0, 1
