@@ -352,7 +352,10 @@ def test_list_file_with_labels_and_a_val_list(tmp_path, nano):
         prepare_videos(root, labels=lists / "labels.txt", progress=False)
 
 
-def test_bad_arguments_are_one_line_errors_before_any_scan(tmp_path, nano, data, capsys):
+def test_bad_arguments_are_one_line_errors_before_any_scan(tmp_path, nano, data, scene_run, capsys):
+    rc, _, err = main(capsys, "finetune", data, "--output", scene_run[0], "--from", nano)
+    assert rc == 2 and err.strip() == (f"uniformerv2: error: {scene_run[0]} already holds a run; pass --resume to "
+                                       "continue it or choose another --output")
     rc, _, err = main(capsys, "finetune", tmp_path / "missing", "--output", tmp_path / "run")
     assert rc == 2 and err.strip() == f"uniformerv2: error: {tmp_path / 'missing'}: no such folder or list file"
     rc, out, err = main(capsys, "finetune", data, "--output", tmp_path / "run", "--from", "k710_b16_8x224.clipp")

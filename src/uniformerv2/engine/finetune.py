@@ -253,14 +253,22 @@ def memory_plan(cfg, *, frozen: bool, fp32: bool, videos: int, clips_per_video: 
 
 
 def memory_budget(device: torch.device) -> float | None:
-    """90 % of the free memory of this process's GPU, or of the available RAM shared by this node's processes."""
+    """90 % of the free memory of this process's GPU, or of the available RAM (``MemAvailable``) shared by this
+    node's processes; None when it cannot be read."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return 0.9 * free
+    avail = None
     try:
-        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+        with open("/proc/meminfo") as f:
+            avail = next((int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")), None)
+    except OSError:
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
     return 0.9 * avail / max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
