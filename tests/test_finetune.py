@@ -193,6 +193,17 @@ def test_model_directory_classifies_with_predict(scene_run, data):
     assert sum(g == t for g, t in zip(got, truth)) >= 7, (got, truth)
 
 
+def test_model_directory_gives_features(scene_run, data, tmp_path, capsys):
+    out, summary, _ = scene_run
+    video = data / (out / "val.csv").read_text().splitlines()[0].rsplit(",", 1)[0]
+    rc, _, err = main(capsys, "features", video, "--model", summary["model_dir"], "--out", tmp_path / "f",
+                      "--device", "cpu", "--quiet")
+    assert rc == 0, err
+    files = list((tmp_path / "f").rglob("*.safetensors"))
+    feats = load_file(files[0])
+    assert len(files) == 1 and any(v.shape[-1] == 32 for v in feats.values())  # nano's width
+
+
 def test_a_class_of_broken_videos_is_refused_in_one_line(tmp_path, nano, capsys):
     root = colour_videos(tmp_path / "data", per_class=3, classes={"blue": COLOURS["blue"], "red": COLOURS["red"]})
     broken_videos(root / "smoke", root / "red" / "00.mp4")
