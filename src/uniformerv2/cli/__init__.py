@@ -16,7 +16,7 @@ from ..errors import UserError
 
 COMMANDS = [
     "models", "info", "convert", "bench", "scan", "synth",
-    "train", "eval", "predict", "features", "export",
+    "train", "eval", "predict", "features", "export", "ablate",
 ]
 
 
