@@ -87,15 +87,17 @@ def perturbed_model(preset: str, seed: int = 0, **options):
 
 
 def compare_on_cpu(official_path, preset: str, batch_size: int = 1, iters: int = 3) -> dict:
-    """fp32 inference on this CPU, same weights, one process: the official code, our reference model and
-    our optimized model (``accel.optimize(for_inference=True)``), run in turn ``iters`` times.
+    """fp32 inference on this CPU, same weights, one process: the official code, our reference model, our
+    optimized model (``accel.optimize(for_inference=True)``) and the optimized model without the in-place
+    blocks (``inplace=False``: the folded local MHRA only), run in turn ``iters`` times.
 
     Reports each side's best wall time and best process CPU time (steadier on a loaded machine), the
     largest logit difference to the official code, and latency ratios ours/official (< 1: ours is faster)."""
     reference = perturbed_model(preset)
     official = build_official(official_path, reference)
     optimized = optimize(copy.deepcopy(reference), for_inference=True)
-    models = {"official": official, "reference": reference, "optimized": optimized}
+    folded = optimize(copy.deepcopy(reference), for_inference=True, inplace=False)  # the variants but in-place
+    models = {"official": official, "reference": reference, "optimized": optimized, "no_inplace": folded}
     batch = make_batch(reference, batch_size, torch.device("cpu"))
     wall = {k: [] for k in models}
     cpu = {k: [] for k in models}

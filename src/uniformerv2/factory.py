@@ -6,11 +6,15 @@ What ``load_model`` accepts, and the rule for each:
   model directory   ``config.json`` + ``model.safetensors`` (``save_pretrained``): its own config says
                     everything; passing a preset is an error.
   run directory     a training run: its ``best/`` model directory, else ``final/``.
-  weights file      an official ``.pyth``, a SlowFast checkpoint or our state dict, which carry no config:
-                    with ``preset`` the file is loaded into that preset's model (recipe, labels, views);
-                    without one the architecture is read off the tensor shapes (8 frames, 16 with temporal
-                    downsampling; generic data config) — unless the caller needs the recipe
-                    (``need_recipe=True``: classification), which then asks for the preset.
+  weights file      an official ``.pyth``, a SlowFast checkpoint, an MMAction2 ``.pth`` or our state dict,
+                    which carry no config: with ``preset`` the file is loaded into that preset's model
+                    (recipe, labels, views); without one the architecture is read off the tensor shapes
+                    (8 frames, 16 with temporal downsampling; generic data config) — unless the caller needs
+                    the recipe (``need_recipe=True``: classification), which then asks for the preset.
+  registry name     ``PRESET.TAG`` or a bare preset with downloadable weights (``uniformerv2 models
+                    --pretrained``): the file is downloaded once (verified, cached) and loaded into the
+                    entry's preset (or ``preset``), its head rows matched by the entry's class names.
+An existing path always wins over a name; a string that is neither is a one-line error.
 """
 from __future__ import annotations
 
@@ -18,12 +22,14 @@ from pathlib import Path
 
 from .data.config import DataConfig
 from .errors import CheckpointError, UserError
-from .labels import load_labels
+from .labels import canonical_name, load_labels
 from .model.config import ModelConfig
-from .model.presets import ARCHS, build_config
+from .model.presets import ARCHS, PRESETS, build_config
 from .model.uniformerv2 import UniFormerV2
+from .weights.download import fetch
 from .weights.format import is_model_dir, read_config, read_weights
-from .weights.loading import arm_backbone, load_checkpoint, read_checkpoint
+from .weights.loading import ImageWeightsError, arm_backbone, load_checkpoint, read_checkpoint
+from .weights.registry import Entry, close_names, get_entry, image_entry, is_registered
 
 RUN_SUBDIRS = ("best", "final")
 
@@ -35,8 +41,11 @@ def create_model(name: str, *, pretrained: str | Path | None = None, checkpoint:
 
     options: any :class:`ModelConfig` field (``num_classes``, ``num_frames``, ``img_size``,
     ``temporal_downsample``, ``local_mhra``, ``global_layers``, ``fusion``, ``frozen_backbone``, …).
-    pretrained: an image-ViT weights file (OpenAI CLIP, open_clip, timm, Hugging Face) to arm the backbone.
-    checkpoint: a whole UniFormerV2 checkpoint, ours (model dir or file) or official (``.pyth``).
+    pretrained: an image-ViT weights file (OpenAI CLIP, open_clip, timm, Hugging Face) to arm the backbone;
+        ``"clip"``: the registered CLIP file of this arch (downloaded once); or an image-weights name
+        (``clip_b16.mmaction2``).
+    checkpoint: a whole UniFormerV2 checkpoint, ours (model dir or file), official (``.pyth``) or MMAction2
+        (``.pth``), or a registry name (``k710_b16_8x224.clip``; its class names map the head rows).
     head: "auto" (keep, or map rows by class name, else reset with a warning), "keep" or "reset".
     labels: class names of this model (a list, a shipped list name or a labels file); defaults to the
         preset's list.  checkpoint_labels: the class names of the checkpoint's head, when not standard.
@@ -55,17 +64,26 @@ def create_model(name: str, *, pretrained: str | Path | None = None, checkpoint:
             labels = load_labels(preset.labels)
     model = UniFormerV2(cfg, labels=labels, preset=preset.name if preset else None, data_config=data)
     if pretrained is not None:
-        model.load_report = arm_backbone(model, pretrained, verbose=verbose)
+        model.load_report = arm_backbone(model, _image_weights(pretrained, cfg.arch), verbose=verbose)
     if checkpoint is not None:
+        if not Path(checkpoint).exists():
+            entry = _video_entry(lookup(checkpoint))
+            checkpoint = fetch(entry)
+            if checkpoint_labels is None:
+                checkpoint_labels = entry_labels(entry)
         model.load_report = load_checkpoint(model, checkpoint, head=head, checkpoint_labels=checkpoint_labels,
                                             verbose=verbose)
     return model
 
 
 def from_pretrained(directory, map_location="cpu", **overrides) -> UniFormerV2:
-    """A model directory written by :func:`save_pretrained` (``overrides``: ModelConfig fields, e.g.
-    ``num_frames=16``; no weight depends on the frame count)."""
+    """A model directory written by :func:`save_pretrained`, or a registry name (downloaded once, see
+    :func:`load_model`).  ``overrides``: ModelConfig fields, e.g. ``num_frames=16``; no weight depends on
+    the frame count."""
+    name = str(directory)
     directory = Path(directory)
+    if not directory.exists():
+        return _load_entry(lookup(name), None, overrides).to(map_location)
     if not is_model_dir(directory):
         raise CheckpointError(f"{directory} is not a model directory (no config.json)")
     cfg = read_config(directory)
@@ -89,12 +107,11 @@ def save_pretrained(model: UniFormerV2, directory, **metadata) -> Path:
 
 def load_model(path: str | Path, preset: str | None = None, *, need_recipe: bool = False,
                **overrides) -> UniFormerV2:
-    """A trained model from a model directory, a run directory or a weights file (see the module
-    docstring for the rules).  ``overrides``: ModelConfig fields on top of what the source says."""
+    """A trained model from a model directory, a run directory, a weights file or a registry name (see
+    the module docstring for the rules).  ``overrides``: ModelConfig fields on top of what the source says."""
     p = Path(path)
     if not p.exists():
-        raise UserError(f"{path}: no such file or directory (a model directory, a run directory or a "
-                        "checkpoint file)")
+        return _load_entry(lookup(path), preset, overrides)
     if p.is_dir() and not is_model_dir(p):
         found = next((p / sub for sub in RUN_SUBDIRS if is_model_dir(p / sub)), None)
         if found is None:
@@ -111,9 +128,100 @@ def load_model(path: str | Path, preset: str | None = None, *, need_recipe: bool
     if need_recipe:
         raise UserError(f"{p} is a weights file without a config: say which preset it belongs to "
                         f"(preset=... / --preset NAME, see `uniformerv2 models`)")
-    sd, _, _ = read_checkpoint(p)
+    sd, _, file_labels = read_checkpoint(p)
     options = infer_options(sd)
+    if file_labels is not None and len(file_labels) == options["num_classes"] \
+            and not {"labels", "num_classes"} & set(overrides):
+        options["labels"] = list(file_labels)  # e.g. an MMAction2 file: its rows keep their (named) order
     return create_model(options.pop("arch"), checkpoint=p, **{**options, **overrides})
+
+
+# ----------------------------------------------------------------------------- weights by name
+def lookup(name) -> Entry:
+    """The registry entry of ``name`` (``PRESET.TAG`` or a bare prefix), checked against the presets and
+    archs that exist; a string that is no name is a one-line error with the closest names."""
+    name = str(name)
+    if not is_registered(name):  # a missing weights file, as before names existed: a CheckpointError
+        raise CheckpointError(_not_found(name))
+    entry = get_entry(name)
+    where = f"registry entry {entry.name} (from {entry.source})"
+    if entry.is_video_model and entry.preset not in PRESETS:
+        raise UserError(f"{where} names the preset {entry.preset!r}, which does not exist; see `uniformerv2 models`")
+    if not entry.is_video_model and entry.arch not in ARCHS:
+        raise UserError(f"{where} names the arch {entry.arch!r}, which does not exist; known: {', '.join(ARCHS)}")
+    return entry
+
+
+def entry_labels(entry: Entry) -> list[str]:
+    """The class names of a video entry's head rows, in the file's order."""
+    try:
+        return load_labels(entry.labels) if isinstance(entry.labels, str) else list(entry.labels)
+    except UserError as e:
+        raise UserError(f"registry entry {entry.name} (from {entry.source}): {e}") from None
+
+
+_FILE_SUFFIXES = (".pyth", ".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".json")
+
+
+def _not_found(name: str) -> str:
+    if name in PRESETS:
+        return (f"{name}: no such file or directory, and no weights of this preset can be downloaded "
+                f"(docs/pretrained.md): give a checkpoint file with preset={name!r} / --preset {name}")
+    if name in ARCHS:
+        return (f"{name}: no such file or directory; {name} is an architecture, without pretrained weights "
+                f"(create_model({name!r}) builds it untrained)")
+    if any(c in name for c in "/\\") or name.endswith(_FILE_SUFFIXES):
+        return (f"{name}: no such file or directory (a model directory, a run directory, a checkpoint file, "
+                "or a pretrained name from `uniformerv2 models --pretrained`)")
+    close = close_names(name)
+    hint = f"did you mean {', '.join(close)}?" if close else "see `uniformerv2 models --pretrained` for the names"
+    return f"{name}: no such file or directory, nor a pretrained name; {hint}"
+
+
+def _video_entry(entry: Entry) -> Entry:
+    if not entry.is_video_model:
+        raise ImageWeightsError(f"{entry.name} is an image-ViT file ({entry.layout}) that arms a backbone, not a "
+                                f"UniFormerV2 model: pass it as pretrained={entry.name!r}")
+    return entry
+
+
+def _covers(file_labels: list[str], preset_labels: list[str]) -> bool:
+    have = {canonical_name(c) for c in file_labels}
+    return all(canonical_name(c) in have for c in preset_labels)
+
+
+def _load_entry(entry: Entry, preset: str | None, overrides: dict) -> UniFormerV2:
+    """A registry file loaded into its preset (or ``preset``): the head rows are matched to the preset's
+    class names by the entry's label order; a head of other classes keeps its own names."""
+    entry = _video_entry(entry)
+    preset = preset or entry.preset
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; see `uniformerv2 models`")
+    file_labels = entry_labels(entry)
+    opts = dict(overrides)
+    if "labels" not in opts and "num_classes" not in opts \
+            and not _covers(file_labels, load_labels(PRESETS[preset].labels)):
+        opts["labels"] = file_labels  # e.g. a team's own classes on a zoo architecture
+    opts.setdefault("checkpoint_labels", file_labels)
+    return create_model(preset, checkpoint=fetch(entry), **opts)
+
+
+def _image_weights(pretrained, arch: str) -> Path:
+    """A local image-ViT file as it is; ``"clip"`` or an image-weights name downloaded (verified, cached)."""
+    if Path(pretrained).exists():
+        return Path(pretrained)
+    name = str(pretrained)
+    if name == "clip":
+        try:
+            entry = image_entry(arch)
+        except UserError:
+            raise UserError(f"pretrained='clip': no CLIP weights are registered for {arch} (there are for "
+                            "uniformerv2_b16, uniformerv2_l14, uniformerv2_l14_336); give an image-ViT file") from None
+    else:
+        entry = lookup(name)
+        if entry.is_video_model:
+            raise UserError(f"{name} is a whole UniFormerV2 model, not image weights: pass it as checkpoint=")
+    return fetch(entry)
 
 
 def infer_options(sd: dict) -> dict:

@@ -1,4 +1,5 @@
-"""`uniformerv2 bench`: clips/s and peak memory of our model, the input pipeline, or the video decoder.
+"""`uniformerv2 bench`: clips/s and peak memory of our model, the input pipeline, the inference pipeline, or
+the video decoder.
 
 Comparisons with the official model code (CPU latency side by side, the GPU table) are scripts in
 ``benchmarks/`` of the source tree: ``benchmarks/cpu_vs_official.py`` and ``benchmarks/gpu_suite.py``.
@@ -39,9 +40,21 @@ def add_parser(sub):
     p.add_argument("--data", action="store_true", help="benchmark the video decoder (sparse reading vs decode all)")
     p.add_argument("--pipeline", action="store_true",
                    help="end-to-end training throughput with real decoding over --workers processes")
-    p.add_argument("--workers", type=int, default=4, help="--pipeline: DataLoader worker processes")
+    p.add_argument("--workers", type=int, default=None,
+                   help="--pipeline: DataLoader worker processes (default 4); --inference-pipeline: measure 0..N "
+                        "input workers (default: usable cores minus one)")
+    p.add_argument("--inference-pipeline", action="store_true",
+                   help="videos/s of predict (or --task features) over generated videos for 0..--workers input "
+                        "workers, side by side, with the ratio to 0 workers and the per-core decode rate")
+    p.add_argument("--task", choices=["predict", "features"], default="predict", help="--inference-pipeline")
+    p.add_argument("--views", metavar="CxK", help="--inference-pipeline: test views (default: the preset's)")
+    p.add_argument("--seconds", type=float, default=10.0, help="--inference-pipeline: length of each video")
+    p.add_argument("--rounds", type=int, default=2, help="--inference-pipeline: rounds over all worker counts")
+    p.add_argument("--decode-presets", nargs="+", metavar="PRESET",
+                   help="--inference-pipeline: only the per-core decode rate of these presets' test views")
     p.add_argument("--steps", type=int, default=10, help="--pipeline: timed steps")
-    p.add_argument("--videos", type=int, default=32, help="--pipeline: dataset size (files are generated)")
+    p.add_argument("--videos", type=int, default=None,
+                   help="--pipeline / --inference-pipeline: dataset size (files are generated; default 32 / 16)")
     p.set_defaults(func=run)
 
 
@@ -58,10 +71,13 @@ def run(args) -> int:
         mode = args.compile_mode or ("full" if args.compile else "none")
         lines = [header()]
         print(lines[0])
-        if args.pipeline:
-            r = bench_pipeline(args.preset, batch_size=args.batch_size, workers=args.workers, steps=args.steps,
-                               videos=args.videos, dtype=args.dtype, device=args.device, compile=mode,
-                               train=True, grad_ckpt=args.grad_ckpt)
+        if args.inference_pipeline:
+            lines += _inference_pipeline(args)
+            print("\n".join(lines[1:]))
+        elif args.pipeline:
+            r = bench_pipeline(args.preset, batch_size=args.batch_size, workers=4 if args.workers is None else args.workers,
+                               steps=args.steps, videos=args.videos or 32, dtype=args.dtype, device=args.device,
+                               compile=mode, train=True, grad_ckpt=args.grad_ckpt)
             lines += ["| preset | batch | workers | clips/s | data wait | clips/s per worker core |",
                       "|---|---|---|---|---|---|",
                       f"| {r['preset']} | {r['batch_size']} | {r['workers']} | {r['clips_per_s']:.2f} | "
@@ -81,3 +97,32 @@ def run(args) -> int:
             f.write("\n".join(lines) + "\n")
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def _inference_pipeline(args) -> list[str]:
+    """Markdown lines of ``--inference-pipeline``."""
+    import os
+
+    from ..inference.benchmark import bench_inference_pipeline, recipe_decode_rates
+    from ..inference.pipeline import default_workers
+
+    if args.decode_presets:
+        rows = recipe_decode_rates(args.decode_presets, seconds=args.seconds)
+        return ["| preset | test views | frames x size | videos/s per core (decode + crops) |", "|---|---|---|---|"] + [
+            f"| {r['preset']} | {r['views']} | {r['frames']}x{r['size']} | {r['videos_per_core_s']:.2f} |" for r in rows]
+    top = default_workers() if args.workers is None else args.workers
+    batch = None if args.batch_size == 1 else args.batch_size   # --batch-size left at its default: the model's own
+    r = bench_inference_pipeline(args.preset, workers=tuple(range(top + 1)), videos=args.videos or 16,
+                                 seconds=args.seconds, views=args.views, task=args.task, device=args.device,
+                                 dtype=args.model_dtype, batch_size=batch, rounds=args.rounds)
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    out = [f"{r['task']} over {r['videos']} generated {r['seconds_per_video']:g} s 340x256 videos, {r['preset']}, "
+           f"views {r['views']}, {r['batch_size']} views per forward pass, {r['rounds']} rounds; load average {load}",
+           "", "| input workers | videos/s | clips/s | data wait | CPU s per video | vs 0 workers |",
+           "|---|---|---|---|---|---|"]
+    out += [f"| {x['workers']} | {x['videos_per_s']:.2f} | {x['clips_per_s']:.1f} | {100 * x['data_wait']:.0f}% | "
+            f"{x['cpu_s_per_video']:.3f} | {x['ratio']:.2f}x |" for x in r["rows"]]
+    out += ["", f"decode: {r['decode_videos_per_core_s']:.2f} videos/s per core; model alone ({r['device']}): "
+                f"{r['model_clips_per_s']:.1f} clips/s = {r['model_videos_per_s']:.2f} videos/s, which needs about "
+                f"{r['cores_for_model']:.1f} input worker cores"]
+    return out

@@ -1,5 +1,5 @@
 """Putting weights into a model: arming the backbone from an image ViT, and loading whole UniFormerV2
-checkpoints (ours or official) with class-name head mapping."""
+checkpoints (ours, official or MMAction2) with class-name head mapping."""
 from __future__ import annotations
 
 import warnings
@@ -9,7 +9,9 @@ import torch
 
 from ..errors import CheckpointError
 from .format import is_model_dir, read_config, read_weights
-from .io import load_state_dict
+from ..labels import canonical_name, load_labels
+from .io import load_file, load_state_dict, refuse_foreign, unwrap_state_dict
+from .mmaction2 import looks_mmaction2, mmaction2_to_official, split_mmaction2
 from .official import is_official, official_to_ours
 from .vit import inflate_patch_embed, resize_pos_embed, to_clip_visual
 
@@ -19,6 +21,11 @@ HEAD_KEYS = ("head.fc.weight", "head.fc.bias")
 _STANDARD_HEADS = {400: "kinetics400_uniformerv2_order", 600: "kinetics600", 700: "kinetics700",
                    710: "kinetics710_uniformerv2_order", 174: "something_something_v2", 339: "moments_in_time",
                    200: "activitynet"}
+
+
+class ImageWeightsError(CheckpointError):
+    """Image-ViT weights (CLIP…) given where a whole UniFormerV2 model is expected: they arm a backbone
+    (``pretrained=``) and need a preset to become a video model."""
 
 
 @dataclass
@@ -75,11 +82,22 @@ def _is_backbone(name: str) -> bool:
 
 
 def read_checkpoint(path) -> tuple[dict, str, list[str] | None]:
-    """(our state dict, format, head labels if the file says) from a model dir, our file or an official one."""
+    """(our state dict, format, class names of the head rows when known) from a model directory, our
+    state-dict file, an official ``.pyth`` or an MMAction2 ``.pth`` (format ``mmaction2``: the rows are in
+    MMAction2's label order, or the order its ``meta`` names)."""
     if is_model_dir(path):
         cfg = read_config(path)
         return read_weights(path), "uniformerv2", cfg.get("labels")
-    sd = load_state_dict(path)
+    obj = load_file(path, drop_foreign=True)  # foreign objects are inert markers, never imported
+    if looks_mmaction2(obj):
+        mm, meta = split_mmaction2(obj, path)
+        official, labels = mmaction2_to_official(mm, meta)
+        ours, unknown = official_to_ours(official)
+        if unknown:
+            raise CheckpointError(f"{path}: unknown tensors in an MMAction2 checkpoint: {unknown[:5]}")
+        return ours, "mmaction2", load_labels(labels) if isinstance(labels, str) else labels
+    refuse_foreign(obj, path)  # anything else is refused as a plain weights-only load would refuse it
+    sd = unwrap_state_dict(obj, path)
     if is_official(sd):
         ours, unknown = official_to_ours(sd)
         if unknown:
@@ -91,7 +109,7 @@ def read_checkpoint(path) -> tuple[dict, str, list[str] | None]:
         to_clip_visual(sd)
     except CheckpointError:
         raise CheckpointError(f"{path} is not a UniFormerV2 checkpoint") from None
-    raise CheckpointError(f"{path} is an image-ViT checkpoint, not a UniFormerV2 one: pass it as pretrained=")
+    raise ImageWeightsError(f"{path} is an image-ViT checkpoint, not a UniFormerV2 one: pass it as pretrained=")
 
 
 def load_checkpoint(model, path, head: str = "auto", checkpoint_labels=None, verbose: bool = False) -> LoadReport:
@@ -140,12 +158,18 @@ def _adapt_head(model, sd, head, src_labels, report) -> dict:
         return {}
     if w.shape[1] != model.cfg.embed_dim:
         raise CheckpointError(f"head width {w.shape[1]} does not match embed_dim {model.cfg.embed_dim}")
-    if w.shape[0] == n_model and head in ("auto", "keep"):
+    model_labels = getattr(model, "labels", None)
+    rows = None
+    if w.shape[0] == n_model and head == "auto" and src_labels is not None and model_labels is not None \
+            and list(src_labels) != list(model_labels):  # same classes in another order: map by name
+        rows = _map_rows(src_labels, w.shape[0], model_labels)
+    if w.shape[0] == n_model and head in ("auto", "keep") and rows is None:
         report.head = "kept"
         return {"head.fc.weight": w, "head.fc.bias": b}
     if head == "keep":
         raise CheckpointError(f"head has {w.shape[0]} classes, model has {n_model}: use head='auto' or 'reset'")
-    rows = _map_rows(src_labels, w.shape[0], getattr(model, "labels", None))
+    if rows is None:
+        rows = _map_rows(src_labels, w.shape[0], model_labels)
     if rows is None:
         warnings.warn(f"checkpoint head has {w.shape[0]} classes, model has {n_model}, and no class-name "
                       "mapping is known: the head is re-initialised")
@@ -159,8 +183,6 @@ def _adapt_head(model, sd, head, src_labels, report) -> dict:
 
 
 def _map_rows(src_labels, n_src, dst_labels) -> list[int] | None:
-    from ..labels import canonical_name, load_labels
-
     if dst_labels is None:
         return None
     if src_labels is None and n_src in _STANDARD_HEADS:
