@@ -133,3 +133,33 @@ def test_flops_count_attention_on_cpu():
         m(torch.zeros(1, 3, 8, 32, 32))
     frames, tokens, c = 8, 1 + 4 * 4, 32
     assert count_flops(m) - plain.get_total_flops() == frames * m.cfg.depth * 4 * tokens**2 * c
+
+
+NEW_OPTIONS = {
+    "temporal_mhsa": dict(local_mhra="double", local_op="temporal_mhsa"),
+    "st_adapter": dict(local_mhra="double", local_op="st_adapter"),
+    "no_dpe": dict(dpe=False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NEW_OPTIONS))
+def test_new_options_go_through_the_trainer_and_load_back(name, tiny_data, tmp_path):
+    """Each ablation option in a real training run (the one `ablate` does): the zero-initialised operator moves,
+    the run's model directory records the option, and what loads back is the model that was tested."""
+    from uniformerv2.engine import train
+
+    options = NEW_OPTIONS[name]
+    cfg = load_config(synthetic_recipe(tiny_data, epochs=1), TINY + ["train.progress=false"])
+    cfg = load_config(cfg, {"model": {"options": options}})
+    summary = train(cfg, tmp_path / "run")
+    assert summary["steps"] > 0 and summary["test"]["top1"] is not None
+    saved = json.loads((tmp_path / "run" / "final" / "config.json").read_text())["model"]
+    assert {k: saved[k] for k in options} == options
+    model = u.load_model(tmp_path / "run" / "final")
+    assert {k: getattr(model.cfg, k) for k in options} == options
+    if "local_op" in options:
+        op = model.blocks[0].lmhra1
+        zero_init = op.up.weight if name == "st_adapter" else op.attn.proj.weight
+        assert float(zero_init.detach().abs().sum()) > 0  # trained away from the identity
+    else:
+        assert len(model.dpe) == 0 and not any(k.startswith("dpe.") for k in model.state_dict())
