@@ -235,13 +235,17 @@ def infer_options(sd: dict) -> dict:
     depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
     n_global = len({k.split(".")[1] for k in sd if k.startswith("global_blocks.")})
     grid = int(round((sd["pos_embed"].shape[0] - 1) ** 0.5))
-    local = ("double" if "blocks.0.lmhra2.down.weight" in sd
-             else "single" if "blocks.0.lmhra1.down.weight" in sd else "none")
+    local = ("double" if any(k.startswith("blocks.0.lmhra2.") for k in sd)
+             else "single" if any(k.startswith("blocks.0.lmhra1.") for k in sd) else "none")
+    # the local operator, by the names of its tensors (model/layers.py: LocalMHRA, TemporalMHSA, STAdapter)
+    local_op = ("temporal_mhsa" if "blocks.0.lmhra1.attn.qkv.weight" in sd
+                else "st_adapter" if "blocks.0.lmhra1.conv.weight" in sd else "mhra")
     # heads cannot be read off the weights: take them from the arch of that shape (official: 64 per head)
     same = [n for n, a in ARCHS.items() if (a["embed_dim"], a["depth"], a["patch_size"]) == (width, depth, patch)]
     arch = next((n for n in same if ARCHS[n]["img_size"] == grid * patch), same[0] if same else "uniformerv2_b16")
     heads = ARCHS[arch]["num_heads"] if same else max(1, width // 64)
     return dict(arch=arch, embed_dim=width, depth=depth, num_heads=heads, patch_size=patch,
                 img_size=grid * patch, num_classes=sd["head.fc.weight"].shape[0], temporal_downsample=kt > 1,
-                num_frames=16 if kt > 1 else 8, local_mhra=local, global_layers=list(range(depth - n_global, depth)),
-                frozen_backbone="balance" not in sd)
+                num_frames=16 if kt > 1 else 8, local_mhra=local, local_op=local_op,
+                global_layers=list(range(depth - n_global, depth)),
+                dpe=n_global == 0 or any(k.startswith("dpe.") for k in sd), frozen_backbone="balance" not in sd)

@@ -6,7 +6,8 @@ dicts, checkpoints and optimizers see no difference), and ``optimize`` swaps the
 timm's ``reparameterize_model`` does; nothing in a ``forward`` decides at run time which path to take.
 
     variant                                   replaces        applied when
-    accel.inplace.InplaceLocalUniBlock        LocalUniBlock   for_inference, inplace=True
+    accel.inplace.InplaceLocalUniBlock        LocalUniBlock   for_inference, inplace=True (blocks without a
+                                                              local operator or with the local MHRA)
     accel.local.FoldedLocalMHRA               LocalMHRA       for_inference
     accel.mlp.LeanMlp                         Mlp             training, lean_mlp=True (MLPs without dropout)
     accel.checkpoint.Checkpoint{Branches,     LocalUniBlock   training, grad_checkpointing=N (first N blocks)
@@ -79,9 +80,10 @@ def optimize(model: nn.Module, *, for_inference: bool, dpe: str = "auto", inplac
         for m in model.modules():
             if type(m) is LocalMHRA:
                 swap(m, FoldedLocalMHRA)
-        if inplace:
+        if inplace:  # its in-place path knows the local MHRA only: other local operators keep the reference block
             for blk in model.blocks:
-                swap(blk, InplaceLocalUniBlock)
+                if all(m is None or isinstance(m, LocalMHRA) for m in (blk.lmhra1, blk.lmhra2)):
+                    swap(blk, InplaceLocalUniBlock)
     else:
         if lean_mlp:
             for m in model.modules():

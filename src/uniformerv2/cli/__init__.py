@@ -16,7 +16,7 @@ from ..errors import UserError
 
 COMMANDS = [
     "models", "download", "info", "convert", "bench", "scan", "synth",
-    "train", "finetune", "eval", "predict", "features", "export",
+    "train", "finetune", "eval", "predict", "features", "export", "ablate",
 ]
 
 

@@ -8,6 +8,7 @@ from ..typed import TypedConfig
 
 FUSIONS = ("sequential", "parallel", "hierarchical_q", "hierarchical_kv")
 LOCAL_MHRA = ("none", "single", "double")
+LOCAL_OPS = ("mhra", "temporal_mhsa", "st_adapter")
 DROP_PATH_MODES = ("official", "sample")
 
 
@@ -30,7 +31,9 @@ class ModelConfig(TypedConfig):
     temporal_downsample: bool = False
     local_mhra: str = "none"
     local_mhra_reduction: float = 1.5
+    local_op: str = "mhra"
     global_layers: list[int] = field(default_factory=lambda: [8, 9, 10, 11])
+    dpe: bool = True
     fusion: str = "sequential"
     frozen_backbone: bool = False
     drop_path_rate: float = 0.0
@@ -43,6 +46,10 @@ class ModelConfig(TypedConfig):
         self.global_layers = [int(i) for i in self.global_layers]
         if self.local_mhra not in LOCAL_MHRA:
             raise UserError(f"local_mhra must be one of {LOCAL_MHRA}, got {self.local_mhra!r}")
+        if self.local_op not in LOCAL_OPS:
+            raise UserError(f"local_op must be one of {LOCAL_OPS}, got {self.local_op!r}")
+        if not isinstance(self.dpe, bool):
+            raise UserError(f"dpe must be true or false, got {self.dpe!r}")
         if self.fusion not in FUSIONS:
             raise UserError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if self.drop_path_mode not in DROP_PATH_MODES:

@@ -137,11 +137,76 @@ class LocalMHRA(nn.Module):
         return self.up(self.dwconv(h))
 
 
+class TemporalMHSA(nn.Module):
+    """Temporal MHSA, TimeSformer's temporal attention as a local operator: for every spatial position, multi-head
+    self-attention over the T' tokens at that position (LayerNorm → QKV → softmax over time → output projection).
+
+    Same interface as :class:`LocalMHRA`: patch tokens (B, T, H·W, C) in, update out.  The output projection
+    starts at zero, so the block is the identity at initialisation.  Like the rest of this model it adds no
+    temporal position embedding (TimeSformer adds one at its input): on its own the operator is equivariant to a
+    permutation of the frames, and the order comes from the stem, the other local operators and the DPE.
+    """
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.attn = Attention(dim, num_heads)
+        nn.init.zeros_(self.attn.proj.weight)
+        nn.init.zeros_(self.attn.proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, N, C) patch tokens -> (B, T, N, C) update (without the residual)."""
+        b, t, n, c = x.shape
+        tubes = self.norm(x).transpose(1, 2).reshape(b * n, t, c)  # one sequence of T tokens per position
+        return self.attn(tubes).view(b, n, t, c).transpose(1, 2)
+
+
+class STAdapter(nn.Module):
+    """ST-Adapter (Pan et al., NeurIPS 2022) as a local operator: a linear down-projection C→C/2, a depthwise
+    3D convolution (``kernel_size`` = t×3×3, zero padding) over the (T', h, w) patch grid, a linear
+    up-projection C/2→C.  No activation and no normalisation, as in the authors' released code.
+
+    Same interface as :class:`LocalMHRA`: patch tokens (B, T, H·W, C) in, update out.  The up-projection
+    starts at zero, so the block is the identity at initialisation.
+    """
+
+    def __init__(self, dim: int, hidden: int | None = None, kernel_size: tuple[int, int, int] = (3, 3, 3)):
+        super().__init__()
+        hidden = hidden or dim // 2
+        self.down = nn.Linear(dim, hidden)
+        self.conv = nn.Conv3d(hidden, hidden, kernel_size, padding=tuple(k // 2 for k in kernel_size), groups=hidden)
+        self.up = nn.Linear(hidden, dim)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, N, C) patch tokens of a square h×w grid -> (B, T, N, C) update (without the residual)."""
+        b, t, n, _ = x.shape
+        g = math.isqrt(n)
+        h = self.down(x)
+        grid = h.permute(0, 3, 1, 2).reshape(b, -1, t, g, g)  # (B, C', T, h, w)
+        h = self.conv(grid).flatten(3).permute(0, 2, 3, 1)  # (B, T, N, C')
+        return self.up(h)
+
+
+def local_operator(op: str, dim: int, num_heads: int, reduction: float = 1.5) -> nn.Module:
+    """The local temporal operator named ``op`` ("mhra", "temporal_mhsa" or "st_adapter"; ModelConfig.local_op)."""
+    if op == "mhra":
+        return LocalMHRA(dim, reduction)
+    if op == "temporal_mhsa":
+        return TemporalMHSA(dim, num_heads)
+    if op == "st_adapter":
+        return STAdapter(dim)
+    raise ValueError(f"unknown local operator {op!r}")
+
+
 class LocalUniBlock(nn.Module):
     """A backbone layer: [local MHRA] → per-frame MHSA → [local MHRA] → MLP, each residual.
 
     ``local_mhra`` is "none", "single" (before attention) or "double" (before and after attention).
-    Frame class tokens never pass through the local MHRA.
+    ``local_op`` picks the local operator placed there: "mhra" (the paper's local MHRA), or the ablations
+    "temporal_mhsa" (:class:`TemporalMHSA`) and "st_adapter" (:class:`STAdapter`); ``lmhra1``/``lmhra2``
+    hold it whichever it is.  Frame class tokens never pass through the local operator.
 
     Drop path (stochastic depth) on the attention and MLP branches: ``drop_path_mode="official"`` draws one
     mask per token position, shared by every frame and clip (the official code applies timm's DropPath to its
@@ -150,14 +215,16 @@ class LocalUniBlock(nn.Module):
     """
 
     def __init__(self, dim: int, num_heads: int, *, mlp_ratio: float = 4.0, drop_path: float = 0.0,
-                 local_mhra: str = "none", reduction: float = 1.5, drop_path_mode: str = "official"):
+                 local_mhra: str = "none", reduction: float = 1.5, drop_path_mode: str = "official",
+                 local_op: str = "mhra"):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = Attention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.lmhra1 = LocalMHRA(dim, reduction) if local_mhra in ("single", "double") else None
-        self.lmhra2 = LocalMHRA(dim, reduction) if local_mhra == "double" else None
+        op = (local_op, dim, num_heads, reduction)
+        self.lmhra1 = local_operator(*op) if local_mhra in ("single", "double") else None
+        self.lmhra2 = local_operator(*op) if local_mhra == "double" else None
         self.drop_path = drop_path
         self.drop_path_mode = drop_path_mode
 
@@ -184,8 +251,8 @@ class LocalUniBlock(nn.Module):
         clips = branch.view(-1, t, *branch.shape[1:])  # one draw per clip, shared by its frames
         return drop_path(clips, self.drop_path, True, (clips.shape[0], 1, 1, 1)).flatten(0, 1)
 
-    def local_residual(self, m: LocalMHRA, x: torch.Tensor, t: int) -> torch.Tensor:
-        """x + local MHRA update on the patch tokens; class tokens unchanged."""
+    def local_residual(self, m: nn.Module, x: torch.Tensor, t: int) -> torch.Tensor:
+        """x + local operator update on the patch tokens; class tokens unchanged."""
         bt, l, c = x.shape
         frames = x.view(bt // t, t, l, c)
         delta = drop_path(m(frames[:, :, 1:]), self.drop_path, self.training, (bt // t, 1, 1, 1))

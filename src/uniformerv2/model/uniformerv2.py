@@ -3,9 +3,11 @@
     video (B, 3, T, H, W)
       → 3D-conv stem (kernel 1×p×p, or 3×p×p with temporal stride 2)      → (B, C, T', h, w)
       → per-frame tokens with class token + spatial position embedding   → x: (B·T', 1+h·w, C)
-      → N Local UniBlocks ([local MHRA] + per-frame MHSA + MLP)
-        after each layer in ``global_layers``: DPE on the patch grid, then a Global UniBlock in which
-        the learnable video query cross-attends to all T'·(1+h·w) tokens (multi-stage fusion)
+      → N Local UniBlocks ([local MHRA] + per-frame MHSA + MLP; ``local_op`` swaps the local MHRA for a
+        temporal MHSA or an ST-Adapter, the ablations of the paper's Table 2)
+        after each layer in ``global_layers``: DPE on the patch grid (none with ``dpe=False``), then a
+        Global UniBlock in which the learnable video query cross-attends to all T'·(1+h·w) tokens
+        (multi-stage fusion)
       → fuse the video query with the time-averaged last-layer frame class tokens:
         feature = (1 − w)·query + w·mean_t(cls_t), w = sigmoid(balance) per channel
       → head: LN → dropout → linear.
@@ -58,11 +60,12 @@ class UniFormerV2(nn.Module):
         dpr = _linspace(cfg.drop_path_rate, cfg.depth)
         self.blocks = nn.ModuleList(
             LocalUniBlock(c, cfg.num_heads, mlp_ratio=cfg.mlp_ratio, drop_path=dpr[i], local_mhra=cfg.local_mhra,
-                          reduction=cfg.local_mhra_reduction, drop_path_mode=cfg.drop_path_mode)
+                          reduction=cfg.local_mhra_reduction, drop_path_mode=cfg.drop_path_mode,
+                          local_op=cfg.local_op)
             for i in range(cfg.depth))
         n = len(cfg.global_layers)
         gdpr = _linspace(cfg.global_drop_path_rate, n)
-        self.dpe = nn.ModuleList(DPE(c) for _ in range(n))
+        self.dpe = nn.ModuleList(DPE(c) for _ in range(n if cfg.dpe else 0))  # dpe=False: raw tokens
         self.global_blocks = nn.ModuleList(
             GlobalUniBlock(c, cfg.num_heads, mlp_ratio=cfg.mlp_ratio, dropout=cfg.global_mlp_dropout,
                            drop_path=gdpr[j], drop_path_mode=cfg.drop_path_mode)
@@ -136,6 +139,14 @@ class UniFormerV2(nn.Module):
         x = torch.cat([cls, x], dim=1) + self.pos_embed.to(x.dtype)
         return self.norm_pre(x)
 
+    def global_tokens(self, stage: int, x: torch.Tensor, t: int) -> torch.Tensor:
+        """The keys/values (B, T'·L, C) of global block ``stage`` from the layer's tokens (B·T', L, C): the DPE
+        added to the patch tokens, or (``dpe=False``) the raw tokens, frames in time order."""
+        if self.cfg.dpe:
+            return self.dpe[stage](x, t)
+        bt, l, c = x.shape
+        return x.view(bt // t, t * l, c)
+
     def fuse_stage(self, state: torch.Tensor | None, stage: int, tokens: torch.Tensor) -> torch.Tensor:
         """One step of multi-stage fusion: the state after global block ``stage`` reads the DPE'd layer
         ``tokens`` (B, T'·L, C) (see the module docstring)."""
@@ -169,7 +180,7 @@ class UniFormerV2(nn.Module):
             x = blk(x, t)
             stage = self._stage_of.get(i)
             if stage is not None:
-                state = self.fuse_stage(state, stage, self.dpe[stage](x, t))
+                state = self.fuse_stage(state, stage, self.global_tokens(stage, x, t))
         video_token = self.video_token(state, b)
         if self.balance is None:  # frozen backbone: the query alone
             return video_token

@@ -61,6 +61,7 @@ _RENAMES += [
     ("transformer.proj.2.bias", "head.fc.bias"),
     ("transformer.balance", "balance"),
 ]
+_NON_OFFICIAL_LOCAL = re.compile(r"blocks\.\d+\.lmhra\d\.(attn|conv)\.")  # temporal MHSA / ST-Adapter tensors
 _DEC_IN_PROJ = re.compile(r"transformer\.dec\.(\d+)\.attn\.in_proj_(weight|bias)$")
 _OUR_Q_KV = re.compile(r"global_blocks\.(\d+)\.attn\.(q|kv)\.(weight|bias)$")
 
@@ -132,6 +133,12 @@ def ours_to_official(sd: dict, prefix: str = "backbone.") -> dict:
     out, pending = {}, {}
     if "query" in sd and sd["query"].shape[0] != 1:
         raise ValueError("the official layout has one video query: hierarchical fusions have no official form")
+    if any(_NON_OFFICIAL_LOCAL.match(k) for k in sd):
+        raise ValueError("the official code has only the local MHRA as local operator: a model with "
+                         "local_op='temporal_mhsa' or 'st_adapter' has no official form")
+    if any(k.startswith("global_blocks.") for k in sd) and not any(k.startswith("dpe.") for k in sd):
+        raise ValueError("the official code always has a DPE before each global block: a model with dpe=False "
+                         "has no official form")
     for name, t in sd.items():
         m = _OUR_Q_KV.match(name)
         if m:
