@@ -24,8 +24,12 @@ demo: venv  # the demo prints the seconds of each of its steps; this adds the .v
 test: venv
 	$(BIN)/python -m pytest
 
+# Our B/16 on this machine; with the official model file at $(OFFICIAL), side by side with it (docs/benchmarks.md).
+OFFICIAL ?= build/official/uniformerv2_model.py
 bench: venv
-	$(BIN)/uniformerv2 bench --preset k400_b16_8x224 --batch-size 1 --dtype fp32 --compare-official
+	$(BIN)/uniformerv2 bench --preset k400_b16_8x224 --batch-size 1 --dtype fp32 --iters 3
+	@if [ -f "$(OFFICIAL)" ]; then $(BIN)/python benchmarks/cpu_vs_official.py --official $(OFFICIAL); \
+	else echo "(side by side with the official code: put its slowfast/models/uniformerv2_model.py at $(OFFICIAL))"; fi
 
 clean:
 	rm -rf demo-output build *.egg-info

@@ -38,7 +38,7 @@ def main(videos_per_class: int = 20) -> dict:
     from uniformerv2.engine.data import build_datasets, make_train_loader
     from uniformerv2.engine.distributed import DistInfo
     from uniformerv2.engine.optim import build_optimizer
-    from uniformerv2.model import create_model
+    from uniformerv2.factory import create_model
 
     res = {"load_before": open("/proc/loadavg").read().split()[:3] if Path("/proc/loadavg").exists() else None}
     torch.set_num_threads(1)
@@ -51,7 +51,7 @@ def main(videos_per_class: int = 20) -> dict:
         cfg = load_config(demo.recipe(data, demo.MODELS["uniformerv2"], 6, info["splits"]["train"]["count"], 12, 0,
                                       False))
         m = cfg["model"]
-        dc = {**create_model(m["preset"], **m["options"]).data_config, **cfg["data"]["pipeline"]}
+        dc = create_model(m["preset"], **m["options"]).data_config.replace(**cfg["data"]["pipeline"])
         plain = build_datasets(cfg, dc, ("train", "val"), None, 6)
         cached = build_datasets(cfg, dc, ("train",), None, 6, cache=ClipCache())
         train, items = plain["train"], plain["train"].items

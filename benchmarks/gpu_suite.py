@@ -1,4 +1,4 @@
-"""One GPU session, one script: the issue's performance table, side by side with the official model code.
+"""One GPU session, one script: the performance table, side by side with the official model code.
 
     python benchmarks/gpu_suite.py --official /path/to/slowfast/models/uniformerv2_model.py --out gpu_table.md
 
@@ -32,10 +32,20 @@ import traceback
 
 import torch
 
-from uniformerv2.bench import (SUITE, bench_model, bench_official, bench_pipeline, build_official, compile_model,
-                               free_memory, header, make_batch, perturbed_model)
-from uniformerv2.model.factory import create_model
-from uniformerv2.model.layers import DPE, DPE_IMPLS
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from official import bench_official, build_official, perturbed_model  # noqa: E402
+from suite import SUITE  # noqa: E402
+
+from uniformerv2 import create_model  # noqa: E402
+from uniformerv2.accel import optimize, swap  # noqa: E402
+from uniformerv2.accel.dpe import TritonDPE  # noqa: E402
+from uniformerv2.bench import bench_model, bench_pipeline, compile_model, free_memory, header, make_batch  # noqa: E402
+from uniformerv2.model.layers import DPE  # noqa: E402
+
+DPE_IMPLS = ("conv", "triton")
 
 T0 = time.perf_counter()
 OUT: list[str] = []
@@ -104,7 +114,7 @@ def numerics(args):
             torch._dynamo.reset()
             compiled = compile_model(model, "regional")  # seconds to compile; same kernels as in the table
             low_c = compiled(x).float()
-        native = copy.deepcopy(model).to(torch.bfloat16)  # what VideoClassifier / `predict` run
+        native = optimize(copy.deepcopy(model).to(torch.bfloat16), for_inference=True)  # what `predict` runs
         low_n = native(x.to(torch.bfloat16)).float()
     for name, y in (("autocast eager", low), ("autocast compiled", low_c), ("weights, no autocast", low_n)):
         say(f"- bf16 {name}: relative error of logits vs fp32 = {((y - ref).norm() / ref.norm()).item():.4f} "
@@ -125,22 +135,27 @@ def dpe_comparison(args) -> dict:
     small = torch.randn(2 * t, 1 + g * g, c, device=DEV)
     reference = DPE(c).to(DEV)
     with torch.inference_mode():
-        expected = reference.add_to_tokens(small, t)
+        expected = reference(small, t)
     best, rates = {"eager": "conv", "compiled": "conv"}, {"eager": 0.0, "compiled": 0.0}
     for impl in DPE_IMPLS:
         if elapsed() > args.budget:
             say(f"| {impl} | skipped (time budget) | | | |")
             continue
-        m = DPE(c, impl=impl).to(DEV)
+        if impl == "triton" and DEV != "cuda":
+            say(f"| {impl} | skipped (needs CUDA) | | | |")
+            continue
+        m = DPE(c).to(DEV)
+        if impl == "triton":
+            swap(m, TritonDPE)
         m.load_state_dict(reference.state_dict())
         with torch.inference_mode():
-            err = (m.add_to_tokens(small, t) - expected).abs().max().item()
+            err = (m(small, t) - expected).abs().max().item()
         say(f"<!-- DPE {impl}: fp32 max |diff| vs conv {err:.1e} -->")
         m = m.to(torch.bfloat16)
         with torch.inference_mode():
-            eager = guarded(f"dpe {impl} eager", lambda: cuda_ms(lambda: m.add_to_tokens(tokens, t)))
+            eager = guarded(f"dpe {impl} eager", lambda: cuda_ms(lambda: m(tokens, t)))
             torch._dynamo.reset()
-            cm = torch.compile(m.add_to_tokens)
+            cm = torch.compile(m)
             comp = guarded(f"dpe {impl} compiled", lambda: cuda_ms(lambda: cm(tokens, t)))
         model = create_model(B16)
         r_e = guarded(f"model {impl} eager", lambda: bench_model(model, b, "bf16", device=DEV, warmup=2,
@@ -148,7 +163,8 @@ def dpe_comparison(args) -> dict:
         for d in model.dpe:
             d.compile()
         r_c = guarded(f"model {impl} dpe-compiled",
-                      lambda: bench_model(model, b, "bf16", device=DEV, warmup=2, iters=args.iters, dpe=impl))
+                      lambda: bench_model(model, b, "bf16", device=DEV, warmup=2, iters=args.iters, dpe=impl,
+                                          optimize=False))
         fmt = lambda v, f: "-" if v is None else f.format(v)  # noqa: E731
         say(f"| {impl} | {fmt(eager, '{:.2f}')} | {fmt(comp, '{:.2f}')} | "
             f"{fmt(r_e and r_e['clips_per_s'], '{:.0f}')} | {fmt(r_c and r_c['clips_per_s'], '{:.0f}')} |")
@@ -195,12 +211,14 @@ def table_phase(args, dpe, compiled: bool):
                 continue
             if impl == "official":
                 r = guarded(f"{label} official {mode}", lambda: bench_official(
-                    args.official, preset, bs, dtype, train, mode, DEV, warmup=args.warmup, iters=args.iters))
+                    args.official, preset, bs, dtype, train=train, compile=mode, device=DEV, warmup=args.warmup,
+                    iters=args.iters))
             else:
                 impl_dpe = dpe["compiled" if mode != "none" else "eager"]
                 r = guarded(f"{label} ours {mode}", lambda: bench_model(
-                    create_model(preset), bs, dtype, train, mode, DEV, args.warmup, args.iters, dpe=impl_dpe,
-                    grad_ckpt=opts.get("grad_ckpt"), ckpt_policy=opts.get("ckpt_policy"), model_dtype=model_dtype))
+                    create_model(preset), bs, dtype, train=train, compile=mode, device=DEV, warmup=args.warmup,
+                    iters=args.iters, dpe=impl_dpe, grad_ckpt=opts.get("grad_ckpt", 0),
+                    ckpt_policy=opts.get("ckpt_policy", "branches"), model_dtype=model_dtype))
             if r:
                 record(label, impl, mode, r, note)
             free_memory()
@@ -216,7 +234,7 @@ def memory_phase(args, dpe):
                 say(f"  {label} ckpt {n} {policy}: skipped (time budget)")
                 continue
             n = min(n, create_model(preset).cfg.depth) if DEV == "cpu" else n
-            r = guarded(f"{label} ckpt", lambda: bench_model(create_model(preset), bs, "bf16", True, "none", DEV,
+            r = guarded(f"{label} ckpt", lambda: bench_model(create_model(preset), bs, "bf16", train=True, device=DEV,
                                                              warmup=args.warmup, iters=args.iters, dpe=dpe["eager"],
                                                              grad_ckpt=n, ckpt_policy=policy))
             if r:
@@ -228,8 +246,8 @@ def cudagraph_phase(args, dpe):
     if elapsed() > args.budget:
         say("  CUDA graphs: skipped (time budget)")
         return
-    r = guarded("cudagraphs", lambda: bench_model(create_model(B16), SUITE_ROWS[0][2], "bf16", False,
-                                                  "reduce-overhead", DEV, warmup=3, iters=args.iters,
+    r = guarded("cudagraphs", lambda: bench_model(create_model(B16), SUITE_ROWS[0][2], "bf16",
+                                                  compile="reduce-overhead", device=DEV, warmup=3, iters=args.iters,
                                                   dpe=dpe["compiled"]))
     if r:
         record("inference B/16 8x224", "ours", "reduce-overhead", r)
@@ -241,11 +259,10 @@ def pipeline_phase(args, dpe):
         say("  pipeline: skipped (time budget)")
         return None
     workers = args.workers or max(1, (os.cpu_count() or 2) - 2)
-    model = create_model(B16).set_dpe_impl(dpe["eager"])
     small = DEV == "cpu"
     r = guarded("pipeline", lambda: bench_pipeline(B16, batch_size=2 if small else 32, workers=workers,
                                                    steps=1 if small else 5, videos=4 if small else 64,
-                                                   dtype="bf16", seconds=1.0 if small else 4.0, model=model,
+                                                   dtype="bf16", seconds=1.0 if small else 4.0, dpe=dpe["eager"],
                                                    device=DEV, verbose=False))
     if r:
         say(f"  pipeline: {r['clips_per_s']:.1f} clips/s with {workers} workers, data wait "

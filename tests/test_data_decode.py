@@ -167,16 +167,66 @@ def test_bad_files_raise_video_error_naming_the_file(tmp_path, case):
             probe(path, exact=case.startswith("truncated"))
 
 
-def test_hard_time_limit_on_a_blocking_file(tmp_path):
-    fifo = tmp_path / "pipe.mp4"
-    os.mkfifo(fifo)   # opening it for reading blocks until someone writes: a stand-in for a hung file system
+def _decode_threads():
+    return [t for t in threading.enumerate() if t.name == "uniformerv2-decode"]
+
+
+def test_hard_time_limit_abandons_a_blocked_read():
+    """The caller waits at most the limit (+ grace) for work blocked where no deadline check runs (a hung file
+    system); the abandoned thread ends as soon as the blocking call returns."""
+    from uniformerv2.data._deadline import call_with_deadline
+
+    release = threading.Event()
     t0 = time.monotonic()
-    try:
-        with pytest.raises(VideoError, match="time limit"):
-            read_frames(fifo, [0], timeout=0.5)
-        assert time.monotonic() - t0 < 3
-    finally:  # release the abandoned reader
-        threading.Thread(target=lambda: open(fifo, "wb").close(), daemon=True).start()
+    with pytest.raises(VideoError, match="time limit"):
+        call_with_deadline(lambda d: release.wait(30), 0.3, "slow.mp4")
+    assert time.monotonic() - t0 < 2
+    release.set()
+    for _ in range(100):
+        if not _decode_threads():
+            break
+        time.sleep(0.01)
+    assert not _decode_threads()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "symlink_loop", "broken_link", "unreadable"])
+def test_special_and_unreadable_files_are_refused_without_opening(tmp_path, kind):
+    path = tmp_path / f"{kind}.mp4"
+    if kind == "fifo":
+        os.mkfifo(path)               # opening it for reading would block until someone writes
+        expected = "FIFO"
+    elif kind == "device":
+        path.symlink_to("/dev/null")
+        expected = "character device"
+    elif kind == "symlink_loop":
+        path.symlink_to(path.name)
+        expected = "symbolic link loop"
+    elif kind == "broken_link":
+        path.symlink_to(tmp_path / "gone.mp4")
+        expected = "broken symbolic link"
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("running as root: file permissions do not stop reading")
+        write_video(path, 5)
+        path.chmod(0)
+        expected = "permission denied"
+    t0 = time.monotonic()
+    for call in (lambda: read_frames(path, [0], timeout=5), lambda: probe(path, timeout=5)):
+        with pytest.raises(VideoError, match=expected) as e:
+            call()
+        assert str(path) in str(e.value) and "\n" not in str(e.value)
+    assert time.monotonic() - t0 < 3
+    assert not _decode_threads()          # nothing left blocked behind
+
+
+def test_max_pixels_and_stream_options(videos):
+    with pytest.raises(VideoError, match="64x48 is over the limit of 1000 pixels"):
+        read_frames(videos["mp4"], [0], max_pixels=1000)
+    with pytest.raises(VideoError, match="over the limit"):
+        probe(videos["mp4"], max_pixels=1000)
+    with pytest.raises(UserError, match="stream=1 asked but the file has 1 video stream"):
+        read_frames(videos["mp4"], [0], stream=1)
+    assert read_frames(videos["mp4"], [3], stream=0, max_pixels=64 * 48).shape == (1, 48, 64, 3)
 
 
 def test_frame_folder_one_based_and_bgr(tmp_path):
@@ -214,3 +264,54 @@ def test_benchmark_video_has_b_frames_and_reads_exactly(tmp_path):
     assert 3 in types and types.count(1) == 1
     picks = sparse_indices(30, 8, split="val")
     assert np.array_equal(read_frames(path, picks, threads=1), decode_everything(path, picks))
+
+
+def _package_imports(module: str) -> set[str]:
+    """Modules of the package that ``module`` imports anywhere (top level or inside functions)."""
+    import ast
+    import importlib.util
+
+    tree = ast.parse(Path(importlib.util.find_spec(module).origin).read_text())
+    parts = module.split(".")[:-1]
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+            if base.startswith("uniformerv2"):
+                out.add(base)
+                out.update(f"{base}.{a.name}" for a in node.names if _is_module(f"{base}.{a.name}"))
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("uniformerv2"))
+    return out - {"uniformerv2", "uniformerv2.data"}
+
+
+def _is_module(name: str) -> bool:
+    import importlib.util
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:      # a name imported from a module, not a submodule
+        return False
+
+
+def test_decoder_backends_sit_behind_a_leaf_module():
+    """``data.video`` is the leaf; every backend imports only it (plus errors and the deadline helper); only
+    ``data.decode`` picks backends. No backend imports ``decode`` back."""
+    leaf = {"uniformerv2.errors", "uniformerv2.data._deadline", "uniformerv2.data.video"}
+    assert _package_imports("uniformerv2.data.video") <= {"uniformerv2.errors"}
+    assert _package_imports("uniformerv2.data._deadline") <= {"uniformerv2.errors"}
+    for backend in ("_pyav", "frame_folder", "_decord", "_opencv"):
+        assert _package_imports(f"uniformerv2.data.{backend}") <= leaf, backend
+    assert "uniformerv2.data.decode" not in _package_imports("uniformerv2.data.lists")
+
+
+def test_iter_frames_time_limit_is_per_frame(videos):
+    """A slow consumer does not run out of time: the limit bounds the wait for each frame, not the whole loop."""
+    frames = iter_frames(videos["mp4"], timeout=0.3)
+    codes = []
+    for f in frames:
+        codes.append(read_code(f))
+        if len(codes) in (1, 30):
+            time.sleep(0.4)
+    assert codes == list(range(60))

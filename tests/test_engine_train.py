@@ -48,7 +48,7 @@ def test_loss_falls_and_accuracy_rises(tmp_path):
     assert lrs[0] < lrs[1] <= 2e-3 and lrs[-1] < 1e-4 and lrs == sorted(lrs[:2]) + sorted(lrs[2:], reverse=True)
     # the final model directory loads, with labels-free config and the data settings
     model = uniformerv2.from_pretrained(tmp_path / "run" / "final")
-    assert model.cfg.num_classes == 4 and model.data_config["num_frames"] == 4
+    assert model.cfg.num_classes == 4 and model.data_config.num_frames == 4
     for name in ("config.yaml", "curves.png", "best/model.safetensors", "test/per_class.csv",
                  "test/predictions.json", "test/confusion.png"):
         assert (tmp_path / "run" / name).is_file(), name

@@ -12,6 +12,7 @@ import torch
 import uniformerv2 as u
 from test_engine_support import ToyClips, toy_config
 from test_model import perturb_
+from uniformerv2.accel import optimize
 from uniformerv2.engine import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -44,10 +45,11 @@ def test_speed_paths_agree_on_the_gpu():
             assert ref.std() > 0.1
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 assert _rel(model(video), ref) < 0.02
-            native = copy.deepcopy(model).to(torch.bfloat16)
+            native = optimize(copy.deepcopy(model).to(torch.bfloat16), for_inference=True)
             assert _rel(native(video.to(torch.bfloat16)), ref) < 0.02
-            for impl in ("shift", "conv2d", "triton"):
-                assert _rel(copy.deepcopy(model).set_dpe_impl(impl)(video), ref) < 1e-5, impl
+            for inplace in (True, False):
+                fast = optimize(copy.deepcopy(model), for_inference=True, inplace=inplace, dpe="triton")
+                assert _rel(fast(video), ref) < 1e-5, inplace
             torch._dynamo.reset()
             assert _rel(torch.compile(copy.deepcopy(model))(video), ref) < 1e-4
             torch._dynamo.reset()
@@ -66,8 +68,8 @@ def test_checkpointing_and_triton_dpe_gradients_on_the_gpu(policy):
     torch.backends.cuda.matmul.allow_tf32 = False
     try:
         base = perturb_(u.create_model("tiny_ssv2_8x64", num_classes=10), scale=0.1).train().cuda()
-        lean = copy.deepcopy(base).set_dpe_impl("triton")
-        lean.set_grad_checkpointing(True, policy=policy)
+        lean = optimize(copy.deepcopy(base), for_inference=False, dpe="triton", grad_checkpointing=True,
+                        checkpoint_policy=policy)
         video = torch.randn(2, 3, 8, 64, 64, device="cuda")
         grads = []
         for m in (base, lean):

@@ -8,6 +8,7 @@ import torch
 
 import uniformerv2
 from uniformerv2 import UserError, VideoClassifier, VideoError
+from uniformerv2.accel import optimize
 from uniformerv2.data.decode import probe, read_frames
 from uniformerv2.data.sampling import sparse_indices
 from uniformerv2.data.transforms import build_transform
@@ -68,6 +69,7 @@ def check_scores(pred, labels, k):
 def test_checkpoint_loads_exactly(ckpt, clf):
     g = torch.Generator().manual_seed(1)
     source = uniformerv2.create_model("tiny_k400_8x64", checkpoint=ckpt).eval()
+    optimize(source, for_inference=True)  # the classifier runs the inference variants: compare like with like
     x = torch.randn(2, 3, 8, 64, 64, generator=g)
     with torch.no_grad():
         assert torch.equal(clf.model(x), source(x))
@@ -147,7 +149,7 @@ def test_memory_cap_chunks_views(ckpt, small_video):
 
 def test_default_views_come_from_the_model(ckpt, small_video):
     model = uniformerv2.create_model("tiny_k400_8x64", checkpoint=ckpt)
-    model.data_config = dict(model.data_config, test_clips=4, test_crops=3)   # as the Kinetics presets
+    model.data_config = model.data_config.replace(test_clips=4, test_crops=3)   # as the Kinetics presets
     pred = VideoClassifier(model, device="cpu").predict(small_video)
     assert len(pred.views) == 12 and pred.view_probs.shape == (12, 400)
     with pytest.raises(UserError, match="CLIPSxCROPS"):
@@ -157,12 +159,12 @@ def test_default_views_come_from_the_model(ckpt, small_video):
 def test_bgr_models_see_reversed_channels(tmp_path, small_video):
     ssv2 = VideoClassifier.from_pretrained(official_checkpoint("tiny_ssv2_8x64", tmp_path / "s.pyth", 3),
                                            preset="tiny_ssv2_8x64", device="cpu")
-    assert uniformerv2.get_preset("ssv2_b16_16x224").data_config()["bgr"] and len(ssv2.labels) == 174
-    ssv2.data["bgr"] = True                        # as the official Something-Something presets
+    assert uniformerv2.get_preset("ssv2_b16_16x224").data_config().bgr and len(ssv2.labels) == 174
+    ssv2.data = ssv2.data.replace(bgr=True)       # as the official Something-Something presets
     frames = read_frames(small_video, range(45))
     bgr = ssv2.predict(frames, views="1x3")
     rgb_model = VideoClassifier(ssv2.model, device="cpu")
-    rgb_model.data = dict(ssv2.data, bgr=False)
+    rgb_model.data = ssv2.data.replace(bgr=False)
     np.testing.assert_allclose(bgr.probs, rgb_model.predict(frames[..., ::-1].copy(), views="1x3").probs, atol=1e-6)
     assert not np.allclose(bgr.probs, rgb_model.predict(frames, views="1x3").probs, atol=1e-6)
 

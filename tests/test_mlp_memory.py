@@ -1,12 +1,14 @@
-"""The memory-lean training MLP (``layers._QuickGELULinear``): same numbers, fewer saved tensors."""
+"""The memory-lean training MLP (``accel.mlp.LeanMlp``): same numbers, fewer saved tensors."""
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import uniformerv2 as u
-from uniformerv2.model import layers
-from uniformerv2.model.layers import Mlp, _QuickGELULinear
+from uniformerv2.accel import mlp as lean_module
+from uniformerv2.accel import optimize, swap
+from uniformerv2.accel.mlp import LeanMlp, _QuickGELULinear
+from uniformerv2.model.layers import Mlp
 
 from test_model import perturb_
 
@@ -36,13 +38,13 @@ class _Counting(_QuickGELULinear):
 @pytest.fixture
 def counting(monkeypatch):
     _Counting.calls = 0
-    monkeypatch.setattr(layers, "_QuickGELULinear", _Counting)
+    monkeypatch.setattr(lean_module, "_QuickGELULinear", _Counting)
     return _Counting
 
 
 def test_gradients_equal_plain_composition_float64(counting):
     torch.manual_seed(0)
-    m = Mlp(6, 24).double().train()
+    m = swap(Mlp(6, 24).double().train(), LeanMlp)
     fc1, fc2 = _twin(m)
     x = torch.randn(3, 5, 6, dtype=torch.float64)  # (B, L, C)
     g = torch.randn(3, 5, 6, dtype=torch.float64)
@@ -88,7 +90,7 @@ def _saved_bytes(fn) -> tuple[int, torch.Tensor]:
 def test_saved_tensor_bytes(counting):
     torch.manual_seed(0)
     b, l, c, hidden = 2, 50, 64, 256
-    m = Mlp(c, hidden).train()
+    m = swap(Mlp(c, hidden).train(), LeanMlp)
     fc1, fc2 = _twin(m)
     x = torch.randn(b, l, c, requires_grad=True)
     lean, out = _saved_bytes(lambda: m(x))
@@ -104,21 +106,17 @@ def test_saved_tensor_bytes(counting):
     assert plain - lean == 2 * f * tokens * hidden == 204800
 
 
-def test_plain_path_when_not_training_or_dropout(counting):
-    m = Mlp(8, 32)
-    x = torch.randn(2, 3, 8)
-    m.eval()(x)
-    with torch.no_grad():
-        m.train()(x)
-    Mlp(8, 32, dropout=0.5).train()(x)
-    assert counting.calls == 0
-    m.train()(x)
-    assert counting.calls == 1
+def test_applied_to_mlps_without_dropout_only(counting):
+    model = optimize(u.create_model("uniformerv2_nano", global_mlp_dropout=0.5), for_inference=False)
+    lean = [type(m) is LeanMlp for m in model.modules() if isinstance(m, Mlp)]
+    assert lean == [True] * len(model.blocks) + [False] * len(model.global_blocks)
+    optimize(model, for_inference=True, inplace=False)  # inference: the reference MLP
+    assert not any(type(m) is LeanMlp for m in model.modules())
 
 
 def test_bf16_autocast_matches_plain_composition(counting):
     torch.manual_seed(0)
-    m = Mlp(32, 128).train()
+    m = swap(Mlp(32, 128).train(), LeanMlp)
     with torch.no_grad():
         m.fc2.weight.mul_(4)  # gradients of a healthy size
     fc1, fc2 = _twin(m)
@@ -143,15 +141,15 @@ def test_bf16_autocast_matches_plain_composition(counting):
         assert rel < 2e-2, rel
 
 
-def test_whole_model_training_step_same_gradients(counting, monkeypatch):
+def test_whole_model_training_step_same_gradients(counting):
     torch.manual_seed(0)
     a = perturb_(u.create_model("tiny_k400_8x64", drop_path_rate=0.1))
     b = u.create_model("tiny_k400_8x64", drop_path_rate=0.1)
     b.load_state_dict(a.state_dict())
+    optimize(a, for_inference=False)
     video = torch.randn(2, 3, 8, 64, 64)
     labels = torch.tensor([3, 250])
-    for model, lean in ((a, True), (b, False)):
-        monkeypatch.setattr(layers, "LEAN_MLP", lean)
+    for model in (a, b):
         torch.manual_seed(1)  # same dropout / drop-path draws
         F.cross_entropy(model.train()(video), labels).backward()
     assert counting.calls == len(a.blocks)  # every backbone MLP, not the global blocks' (dropout 0.5)

@@ -37,7 +37,9 @@ def test_local_mhra_matches_conv3d_on_official_layout():
 
 def test_dpe_matches_depthwise_conv3d():
     m = perturb_(DPE(8))
-    grid = torch.randn(2, 4, 3, 3, 8)  # (B, T, H, W, C)
+    tokens = torch.randn(2 * 4, 1 + 3 * 3, 8)  # (B·T, 1 + H·W, C)
+    frames = tokens.view(2, 4, 10, 8)
+    grid = frames[:, :, 1:].reshape(2, 4, 3, 3, 8)  # (B, T, H, W, C)
     w, b = m.conv.weight, m.conv.bias
     expected = torch.zeros_like(grid)
     padded = F.pad(grid, (0, 0, 1, 1, 1, 1, 1, 1))
@@ -45,7 +47,9 @@ def test_dpe_matches_depthwise_conv3d():
         for dh in range(3):
             for dw in range(3):
                 expected += padded[:, dt:dt + 4, dh:dh + 3, dw:dw + 3] * w[:, 0, dt, dh, dw]
-    torch.testing.assert_close(m(grid), expected + b, rtol=1e-5, atol=1e-6)
+    out = m(tokens, 4).view(2, 4, 10, 8)  # keys/values (B, T·L, C), frames in time order
+    torch.testing.assert_close(out[:, :, 1:], (grid + expected + b).reshape(2, 4, 9, 8), rtol=1e-5, atol=1e-6)
+    assert torch.equal(out[:, :, 0], frames[:, :, 0])  # class tokens get no position encoding
 
 
 def test_cross_attention_matches_explicit_softmax():
@@ -148,7 +152,7 @@ def test_parallel_fusion_formula():
         x = blk(x, 8)
         if i in model.cfg.global_layers:
             j = model.cfg.global_layers.index(i)
-            feats.append(model.global_blocks[j](model.query[0].expand(2, -1, -1), model._global_tokens(x, j, 2, 8)))
+            feats.append(model.global_blocks[j](model.query[0].expand(2, -1, -1), model.dpe[j](x, 8)))
     token = model.query[0, 0] + model.fuse_proj(torch.cat(feats, 1).flatten(1))
     w = torch.sigmoid(model.balance)
     expected = (1 - w) * token + w * x.view(2, 8, -1, 64)[:, :, 0].mean(1)
@@ -218,7 +222,7 @@ def test_drop_path_official_masks():
     blk = model.blocks[-1]
     x = torch.zeros(4 * 8, 65, 64)
     torch.manual_seed(3)
-    out = blk._residual(x, torch.ones_like(x), 8)
+    out = x + blk.drop_branch(torch.ones_like(x), 8)
     # one draw per token position, shared by every frame and clip: values 0 or 1/keep per token
     per_token = out[:, :, 0]
     assert torch.all(per_token == per_token[:1])

@@ -1,4 +1,4 @@
-"""The Triton DPE kernel (``DPE.impl = "triton"``) against F.conv3d: forward and all gradients.
+"""The Triton DPE kernel (``accel.dpe.TritonDPE``) against the reference Conv3d DPE: forward and all gradients.
 
 Where Triton is installed without a GPU, the kernel runs in Triton's interpreter (a subprocess with
 ``TRITON_INTERPRET=1``, which must be set before Triton is imported); on a CUDA machine it runs natively.
@@ -16,20 +16,22 @@ triton = pytest.importorskip("triton", reason="Triton is not installed (CUDA bui
 
 CHECK = textwrap.dedent("""
     import sys, torch
+    from uniformerv2.accel import swap
+    from uniformerv2.accel.dpe import TritonDPE
     from uniformerv2.model.layers import DPE
     device, dtype = sys.argv[1], getattr(torch, sys.argv[2])
     torch.manual_seed(0)
     worst = 0.0
     # (B, T, grid, C): odd sizes, a channel count over one 128-wide block, a single frame
     for b, t, g, c in [(2, 4, 5, 24), (1, 3, 4, 130), (2, 1, 3, 8)]:
-        ref = DPE(c, impl="conv").to(device, dtype)
+        ref = DPE(c).to(device, dtype)
         with torch.no_grad():
             ref.conv.bias.normal_()
-        tri = DPE(c, impl="triton").to(device, dtype)
+        tri = swap(DPE(c).to(device, dtype), TritonDPE)
         tri.load_state_dict(ref.state_dict())
         x = torch.randn(b * t, 1 + g * g, c, device=device, dtype=dtype)
         xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
-        ya, yb = ref.add_to_tokens(xa, t), tri.add_to_tokens(xb, t)
+        ya, yb = ref(xa, t), tri(xb, t)
         go = torch.randn_like(ya)
         ga = torch.autograd.grad(ya, (xa, ref.conv.weight, ref.conv.bias), go)
         gb = torch.autograd.grad(yb, (xb, tri.conv.weight, tri.conv.bias), go)
@@ -66,7 +68,7 @@ def test_triton_dpe_kernels_compile_for_hopper(dtype):
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from uniformerv2.model import kernels
+    from uniformerv2.accel import kernels
 
     target = GPUTarget("cuda", 90, 32)
     fwd = ASTSource(fn=kernels._dpe_tokens_kernel, constexprs={"K": 3, "HAS_BIAS": True, "BLOCK_W": 16, "BLOCK_C": 128},

@@ -130,7 +130,7 @@ def test_save_and_from_pretrained_round_trip(tmp_path):
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
     again = u.from_pretrained(tmp_path / "m").eval()
     assert again.labels == model.labels and again.preset == "tiny_ssv2_8x64"
-    assert again.data_config["mean"] == [0.45] * 3
+    assert again.data_config.mean == [0.45] * 3
     assert torch.equal(again(VIDEO), model(VIDEO))
     # a model dir is also accepted as checkpoint=
     third = u.create_model("tiny_ssv2_8x64", checkpoint=tmp_path / "m").eval()

@@ -49,18 +49,22 @@ def read_code(frame_rgb: np.ndarray) -> int:
 def write_video(path, num_frames: int, width: int = 64, height: int = 48, fps: float = 30, codec: str = "libx264",
                 gop: int | None = None, *, pix_fmt: str | None = None, bframes: int | None = None,
                 timestamps: list[float] | None = None, rotation: int | None = None, audio: bool = False,
-                options: dict | None = None) -> Path:
+                options: dict | None = None, drop_packets: int = 0, thumbnail: bool = False) -> Path:
     """Write ``num_frames`` stamped frames (frame i shows code i) with PyAV and return the path.
 
     ``gop`` is the keyframe interval, ``bframes`` the max consecutive B-frames (codec default if None),
     ``timestamps`` per-frame presentation times in seconds (variable frame rate), ``rotation`` display-matrix
-    degrees, ``audio`` adds a short silent audio track.
+    degrees, ``audio`` adds a short silent audio track, ``options`` are encoder options.
+    ``drop_packets=k`` leaves out the first k encoded packets (decoding order): a stream that starts mid-GOP, as
+    a cut without re-encoding makes. ``thumbnail`` writes a one-frame video stream first (a cover or preview
+    picture), so that the real video is the second video stream.
     """
     import av
 
     path = Path(path)
     rate = Fraction(fps).limit_denominator(1001)
     with av.open(str(path), "w") as out:
+        thumb = _add_thumbnail(out, width, height) if thumbnail else None
         stream = out.add_stream(codec, rate=rate)
         stream.width, stream.height = width, height
         stream.pix_fmt = pix_fmt or ("yuv420p" if codec != "ffv1" else "yuv444p")
@@ -84,17 +88,91 @@ def write_video(path, num_frames: int, width: int = 64, height: int = 48, fps: f
         if rotation is not None:
             stream.set_display_rotation(rotation)
         a_stream = out.add_stream("aac", rate=16000) if audio else None
+        if thumb is not None:
+            thumb()
+        written = 0
+
+        def mux(packets):
+            nonlocal written
+            for packet in packets:
+                written += 1
+                if written > drop_packets:
+                    out.mux(packet)
         for i in range(num_frames):
             frame = av.VideoFrame.from_ndarray(frame_image(i, width, height), format="rgb24")
             if timestamps is not None:
                 frame.pts, frame.time_base = round(timestamps[i] * 1000), Fraction(1, 1000)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+            mux(stream.encode(frame))
+        mux(stream.encode())
         if a_stream is not None:
             _write_silence(out, a_stream, seconds=num_frames / float(fps))
     return path
+
+
+def _add_thumbnail(out, width: int, height: int):
+    """Add a one-frame MJPEG stream (code 65535, all blocks white) as the first stream; returns the function that
+    writes its frame (called once every stream is added)."""
+    import av
+
+    thumb = out.add_stream("mjpeg", rate=1)
+    thumb.width, thumb.height, thumb.pix_fmt = width, height, "yuvj420p"
+
+    def write():
+        frame = av.VideoFrame.from_ndarray(frame_image(2**BITS - 1, width, height), format="rgb24")
+        for packet in list(thumb.encode(frame)) + list(thumb.encode()):
+            out.mux(packet)
+    return write
+
+
+def trim_edit_list(path, frames: int, fps: float = 30) -> Path:
+    """Start the MP4's single edit a few ``frames`` into the media, in place, as a cut without re-encoding does:
+    the ``elst`` entry's media time moves up and its segment duration down by that many frame durations
+    (ISO/IEC 14496-12 §8.6.6; movie timescale from ``mvhd``, media timescale from ``mdhd``)."""
+    import struct
+
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    boxes = {name: (start, size) for name, start, size in _boxes(data)}
+    if "elst" not in boxes:
+        raise ValueError(f"{path}: no edit list to trim")
+
+    def timescale(name):
+        start, _ = boxes[name]
+        version = data[start + 8]
+        return struct.unpack(">I", data[start + (28 if version == 1 else 20):][:4])[0]
+
+    movie, media = timescale("mvhd"), timescale("mdhd")
+    start, _ = boxes["elst"]
+    version, count = data[start + 8], struct.unpack(">I", data[start + 12:start + 16])[0]
+    if count != 1:
+        raise ValueError(f"{path}: {count} edit list entries, expected 1")
+    fmt = ">Qq" if version == 1 else ">Ii"
+    at = start + 16
+    duration, media_time = struct.unpack(fmt, data[at:at + struct.calcsize(fmt)])
+    duration -= round(frames * movie / fps)
+    media_time += round(frames * media / fps)
+    data[at:at + struct.calcsize(fmt)] = struct.pack(fmt, duration, media_time)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _boxes(data, start: int = 0, end: int | None = None):
+    """(type, offset, size) of every box, descending into the boxes on the path to ``elst``/``mdhd``."""
+    import struct
+
+    end = len(data) if end is None else end
+    while start + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[start:start + 8])
+        header = 8
+        if size == 1:
+            size, header = struct.unpack(">Q", data[start + 8:start + 16])[0], 16
+        elif size == 0:
+            size = end - start
+        name = kind.decode("latin-1")
+        yield name, start, size
+        if name in ("moov", "trak", "edts", "mdia"):
+            yield from _boxes(data, start + header, start + size)
+        start += size
 
 
 def write_audio_only(path, seconds: float = 1.0) -> Path:

@@ -173,8 +173,7 @@ def _train_one(cfg: dict, run_dir: Path, cache) -> dict:
 
     from .engine import load_config, train
     from .engine.data import build_datasets
-    from .labels import load_labels
-    from .model import create_model
+    from .engine.train import build_model
 
     threads = torch.get_num_threads()
     torch.set_num_threads(THREADS)
@@ -182,10 +181,9 @@ def _train_one(cfg: dict, run_dir: Path, cache) -> dict:
         t0 = time.time()
         c0 = resource.getrusage(resource.RUSAGE_SELF)
         full = load_config(cfg)
-        m = full["model"]
-        labels = load_labels(m["labels"])
-        data_config = {**create_model(m["preset"], **m["options"]).data_config, **full["data"]["pipeline"]}
-        datasets = build_datasets(full, data_config, ("train", "val", "test"), labels, len(labels), cache=cache)
+        model = build_model(full)  # for its data config and labels; train() builds its own
+        datasets = build_datasets(full, model.data_config, ("train", "val", "test"), model.labels,
+                                  model.cfg.num_classes, cache=cache)
         summary = train(cfg, run_dir, datasets=datasets)
         c1 = resource.getrusage(resource.RUSAGE_SELF)
         summary["seconds"] = time.time() - t0

@@ -15,8 +15,8 @@ import sys
 from ..errors import UserError
 
 COMMANDS = [
-    "models", "info", "convert", "bench", "scan", "synth",
-    "train", "eval", "predict", "features", "export",
+    "models", "download", "info", "convert", "bench", "scan", "synth",
+    "train", "finetune", "eval", "predict", "features", "export",
 ]
 
 

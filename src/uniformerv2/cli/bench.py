@@ -1,16 +1,21 @@
-"""`uniformerv2 bench`: clips/s and peak memory of a preset, optionally beside the official code."""
+"""`uniformerv2 bench`: clips/s and peak memory of our model, the input pipeline, the inference pipeline, or
+the video decoder.
+
+Comparisons with the official model code (CPU latency side by side, the GPU table) are scripts in
+``benchmarks/`` of the source tree: ``benchmarks/cpu_vs_official.py`` and ``benchmarks/gpu_suite.py``.
+"""
 from __future__ import annotations
 
 import sys
 
-from ..bench import SUITE  # noqa: F401 - the standard table's workloads, re-exported
-
-DPE_CHOICES = ("conv", "shift", "conv2d", "triton")  # model.layers.DPE_IMPLS, without importing torch
+DPE_CHOICES = ("auto", "conv", "triton")  # accel.DPE_CHOICES, without importing torch for --help
 COMPILE_CHOICES = ("none", "full", "regional", "reduce-overhead", "max-autotune")
+POLICIES = ("branches", "block", "save_attention")
 
 
 def add_parser(sub):
-    p = sub.add_parser("bench", help="measure throughput and memory")
+    p = sub.add_parser("bench", help="measure throughput and memory of a model, the input pipeline or the decoder",
+                       description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="k400_b16_8x224")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast dtype")
@@ -21,85 +26,103 @@ def add_parser(sub):
                    help="full: one graph; regional: each block on its own (fast to compile); "
                         "reduce-overhead: CUDA graphs")
     p.add_argument("--train", action="store_true", help="time a training step (forward, backward, AdamW)")
+    p.add_argument("--reference", action="store_true",
+                   help="the reference model, without the speed variants of uniformerv2.accel.optimize")
     p.add_argument("--device", default=None)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
-    p.add_argument("--dpe", choices=DPE_CHOICES, default=None, help="DPE implementation (default: conv)")
-    p.add_argument("--grad-ckpt", type=int, default=None, metavar="N",
+    p.add_argument("--dpe", choices=DPE_CHOICES, default="auto", help="DPE implementation (default: auto)")
+    p.add_argument("--grad-ckpt", type=int, default=0, metavar="N",
                    help="activation checkpointing in the first N blocks (training)")
-    p.add_argument("--ckpt-policy", choices=["branches", "block", "save_attention"], default=None)
-    p.add_argument("--official", metavar="FILE", help="official slowfast/models/uniformerv2_model.py to compare "
-                   "with: on CPU fp32 latency with the same weights; on a GPU (or with --suite) a row of its own")
-    p.add_argument("--suite", action="store_true", help="run the standard GPU table (markdown)")
+    p.add_argument("--ckpt-policy", choices=POLICIES, default="branches")
     p.add_argument("--out", metavar="FILE", help="also write the markdown table here")
     p.add_argument("--data", action="store_true", help="benchmark the video decoder (sparse reading vs decode all)")
     p.add_argument("--pipeline", action="store_true",
                    help="end-to-end training throughput with real decoding over --workers processes")
-    p.add_argument("--workers", type=int, default=4, help="--pipeline: DataLoader worker processes")
+    p.add_argument("--workers", type=int, default=None,
+                   help="--pipeline: DataLoader worker processes (default 4); --inference-pipeline: measure 0..N "
+                        "input workers (default: usable cores minus one)")
+    p.add_argument("--inference-pipeline", action="store_true",
+                   help="videos/s of predict (or --task features) over generated videos for 0..--workers input "
+                        "workers, side by side, with the ratio to 0 workers and the per-core decode rate")
+    p.add_argument("--task", choices=["predict", "features"], default="predict", help="--inference-pipeline")
+    p.add_argument("--views", metavar="CxK", help="--inference-pipeline: test views (default: the preset's)")
+    p.add_argument("--seconds", type=float, default=10.0, help="--inference-pipeline: length of each video")
+    p.add_argument("--rounds", type=int, default=2, help="--inference-pipeline: rounds over all worker counts")
+    p.add_argument("--decode-presets", nargs="+", metavar="PRESET",
+                   help="--inference-pipeline: only the per-core decode rate of these presets' test views")
     p.add_argument("--steps", type=int, default=10, help="--pipeline: timed steps")
-    p.add_argument("--videos", type=int, default=32, help="--pipeline: dataset size (files are generated)")
+    p.add_argument("--videos", type=int, default=None,
+                   help="--pipeline / --inference-pipeline: dataset size (files are generated; default 32 / 16)")
     p.set_defaults(func=run)
 
 
-def _mode(args) -> str:
-    return args.compile_mode or ("full" if args.compile else "none")
-
-
 def run(args) -> int:
-    import torch
+    from ..bench import TABLE_HEAD, bench_model, bench_pipeline, header, table_row, threads
+    from ..factory import create_model
 
-    from ..bench import (TABLE_HEAD, bench_model, bench_official, bench_pipeline, compare_with_official, header,
-                         perturbed_model, run_suite, table_row)
-    from ..model.factory import create_model
+    with threads(args.threads):
+        if args.data:
+            from ..data import benchmark
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.data:
-        from ..data import benchmark
-
-        benchmark.run()
-        return 0
-    lines = [header()]
-    print(lines[0])
-    if args.pipeline:
-        r = bench_pipeline(args.preset, batch_size=args.batch_size, workers=args.workers, steps=args.steps,
-                           videos=args.videos, dtype=args.dtype, device=args.device, compile=_mode(args),
-                           train=True, grad_ckpt=args.grad_ckpt)
-        lines += ["| preset | batch | workers | clips/s | data wait | clips/s per worker core |",
-                  "|---|---|---|---|---|---|",
-                  f"| {r['preset']} | {r['batch_size']} | {r['workers']} | {r['clips_per_s']:.2f} | "
-                  f"{100 * r['data_wait_fraction']:.0f}% | {r['clips_per_core_s']:.1f} |"]
-        print("\n".join(lines[1:]))
-    elif args.suite:
-        lines += run_suite(compile_modes=("none", args.compile_mode or "full"), official=args.official,
-                           device=args.device, warmup=args.warmup, iters=args.iters, dpe=args.dpe)
-    elif args.official and not torch.cuda.is_available() and args.device in (None, "cpu"):
-        r = compare_with_official(args.official, args.preset, args.batch_size, args.iters)
-        lines += [f"{args.preset} batch {args.batch_size} fp32 inference, {r['threads']} threads, same weights "
-                  f"(max |logit diff| {r['max_abs_logit_diff']:.2e}), best of {args.iters} alternating runs:",
-                  f"  wall: ours {r['ours_ms']:.0f} ms, official {r['official_ms']:.0f} ms -> {r['speedup']:.2f}x",
-                  f"  CPU time: ours {r['ours_cpu_ms']:.0f} ms, official {r['official_cpu_ms']:.0f} ms -> "
-                  f"{r['speedup_cpu']:.2f}x"]
-        print("\n".join(lines[1:]))
-    else:
-        lines.append(TABLE_HEAD)
-        print(TABLE_HEAD)
-        label = "training" if args.train else "inference"
-        ref = None
-        if args.official:
-            ref = bench_official(args.official, args.preset, args.batch_size, args.dtype, args.train, "none",
-                                 args.device, args.warmup, args.iters)
-            lines.append(table_row(label, "official", args.batch_size, args.dtype, ref))
-            print(lines[-1])
-        model = perturbed_model(args.preset) if args.official else create_model(args.preset)
-        r = bench_model(model, args.batch_size, args.dtype, train=args.train, compile=_mode(args),
-                        device=args.device, warmup=args.warmup, iters=args.iters, dpe=args.dpe,
-                        grad_ckpt=args.grad_ckpt, ckpt_policy=args.ckpt_policy, model_dtype=args.model_dtype)
-        lines.append(table_row(label, "ours", args.batch_size, r["precision"], r, ref))
-        print(lines[-1])
+            benchmark.run()
+            return 0
+        mode = args.compile_mode or ("full" if args.compile else "none")
+        lines = [header()]
+        print(lines[0])
+        if args.inference_pipeline:
+            lines += _inference_pipeline(args)
+            print("\n".join(lines[1:]))
+        elif args.pipeline:
+            r = bench_pipeline(args.preset, batch_size=args.batch_size, workers=4 if args.workers is None else args.workers,
+                               steps=args.steps, videos=args.videos or 32, dtype=args.dtype, device=args.device,
+                               compile=mode, train=True, grad_ckpt=args.grad_ckpt)
+            lines += ["| preset | batch | workers | clips/s | data wait | clips/s per worker core |",
+                      "|---|---|---|---|---|---|",
+                      f"| {r['preset']} | {r['batch_size']} | {r['workers']} | {r['clips_per_s']:.2f} | "
+                      f"{100 * r['data_wait_fraction']:.0f}% | {r['clips_per_core_s']:.1f} |"]
+            print("\n".join(lines[1:]))
+        else:
+            label = "training" if args.train else "inference"
+            r = bench_model(create_model(args.preset), args.batch_size, args.dtype, train=args.train, compile=mode,
+                            device=args.device, warmup=args.warmup, iters=args.iters, optimize=not args.reference,
+                            dpe=args.dpe, grad_ckpt=args.grad_ckpt, ckpt_policy=args.ckpt_policy,
+                            model_dtype=args.model_dtype)
+            impl = "reference" if args.reference else "ours"
+            lines += [TABLE_HEAD, table_row(label, impl, args.batch_size, r["precision"], r)]
+            print("\n".join(lines[1:]))
     if args.out:
         with open(args.out, "w") as f:
             f.write("\n".join(lines) + "\n")
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def _inference_pipeline(args) -> list[str]:
+    """Markdown lines of ``--inference-pipeline``."""
+    import os
+
+    from ..inference.benchmark import bench_inference_pipeline, recipe_decode_rates
+    from ..inference.pipeline import default_workers
+
+    if args.decode_presets:
+        rows = recipe_decode_rates(args.decode_presets, seconds=args.seconds)
+        return ["| preset | test views | frames x size | videos/s per core (decode + crops) |", "|---|---|---|---|"] + [
+            f"| {r['preset']} | {r['views']} | {r['frames']}x{r['size']} | {r['videos_per_core_s']:.2f} |" for r in rows]
+    top = default_workers() if args.workers is None else args.workers
+    batch = None if args.batch_size == 1 else args.batch_size   # --batch-size left at its default: the model's own
+    r = bench_inference_pipeline(args.preset, workers=tuple(range(top + 1)), videos=args.videos or 16,
+                                 seconds=args.seconds, views=args.views, task=args.task, device=args.device,
+                                 dtype=args.model_dtype, batch_size=batch, rounds=args.rounds)
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    out = [f"{r['task']} over {r['videos']} generated {r['seconds_per_video']:g} s 340x256 videos, {r['preset']}, "
+           f"views {r['views']}, {r['batch_size']} views per forward pass, {r['rounds']} rounds; load average {load}",
+           "", "| input workers | videos/s | clips/s | data wait | CPU s per video | vs 0 workers |",
+           "|---|---|---|---|---|---|"]
+    out += [f"| {x['workers']} | {x['videos_per_s']:.2f} | {x['clips_per_s']:.1f} | {100 * x['data_wait']:.0f}% | "
+            f"{x['cpu_s_per_video']:.3f} | {x['ratio']:.2f}x |" for x in r["rows"]]
+    out += ["", f"decode: {r['decode_videos_per_core_s']:.2f} videos/s per core; model alone ({r['device']}): "
+                f"{r['model_clips_per_s']:.1f} clips/s = {r['model_videos_per_s']:.2f} videos/s, which needs about "
+                f"{r['cores_for_model']:.1f} input worker cores"]
+    return out

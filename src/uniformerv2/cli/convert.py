@@ -1,8 +1,9 @@
-"""`uniformerv2 convert SRC DST [--preset NAME] [--to official]`.
+"""`uniformerv2 convert MODEL OUT [--preset NAME] [--to model|official|mmaction2]`.
 
-SRC an official ``.pyth`` (or any UniFormerV2 checkpoint) -> DST a model directory; SRC an image-ViT file
-with ``--preset`` -> a freshly armed model directory; ``--to official``: SRC a model -> DST ``.pyth`` in the
-official layout.
+MODEL a model directory, a checkpoint file (official ``.pyth``, MMAction2 ``.pth``, ours) or a pretrained
+name -> OUT a model directory (default), an official ``.pyth`` (``--to official``) or an MMAction2
+checkpoint (``--to mmaction2``: MMAction2's keys and shapes, head rows in its label order).  MODEL an
+image-ViT file or name (CLIP…) with ``--preset``: a freshly armed model.
 """
 from __future__ import annotations
 
@@ -10,30 +11,38 @@ from pathlib import Path
 
 
 def add_parser(sub):
-    p = sub.add_parser("convert", help="convert between official checkpoints, image-ViT files and model directories")
-    p.add_argument("src")
-    p.add_argument("dst")
-    p.add_argument("--preset", help="architecture/recipe of SRC (needed for image-ViT files)")
-    p.add_argument("--to", choices=["model", "official"], default="model", help="output layout (default: model dir)")
+    p = sub.add_parser("convert", help="convert between model directories, official / MMAction2 checkpoints and "
+                                       "image-ViT files",
+                       description="Load MODEL (a model directory, a checkpoint file -- official .pyth, MMAction2 "
+                                   ".pth, ours -- or a pretrained name from `uniformerv2 models --pretrained`) and "
+                                   "write it to OUT: a model directory, the official layout or MMAction2's. An "
+                                   "image-ViT file or name (CLIP) with --preset gives a freshly armed model.")
+    p.add_argument("src", metavar="MODEL", help="model directory, checkpoint file or pretrained name")
+    p.add_argument("dst", metavar="OUT", help="output model directory, or file with --to official / mmaction2")
+    p.add_argument("--preset", help="architecture/recipe of MODEL (needed for image-ViT files)")
+    p.add_argument("--to", choices=["model", "official", "mmaction2"], default="model",
+                   help="output layout: model (directory, default), official (.pyth), mmaction2 (.pth)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     import torch
 
-    from ..errors import CheckpointError, UserError
-    from ..model.factory import create_model, load_model
+    from ..errors import UserError
+    from ..factory import create_model, load_model
+    from ..fileio import atomic_write
     from ..weights import export_official_state_dict
-    from ..weights.hub import atomic_write
+    from ..weights.loading import ImageWeightsError
+    from ..weights.mmaction2 import save_mmaction2
 
     dst = Path(args.dst)
-    if dst.exists() and args.to == "model" and any(dst.iterdir() if dst.is_dir() else [True]):
+    if args.to == "model" and dst.exists() and any(dst.iterdir() if dst.is_dir() else [True]):
         raise UserError(f"{dst} exists and is not empty; choose a new output path")
+    if args.to != "model" and dst.is_dir():
+        raise UserError(f"{dst} is a directory; --to {args.to} writes one file")
     try:
         model = load_model(args.src, preset=args.preset)
-    except CheckpointError as e:
-        if "image-ViT" not in str(e):
-            raise
+    except ImageWeightsError:
         if not args.preset:
             raise UserError(f"{args.src} is an image ViT: pass --preset NAME to choose the video model") from None
         model = create_model(args.preset, pretrained=args.src)
@@ -41,7 +50,20 @@ def run(args) -> int:
         sd = export_official_state_dict(model)
         atomic_write(dst, lambda p: torch.save(sd, p))
         print(f"wrote {dst} ({len(sd)} tensors, official layout)")
+    elif args.to == "mmaction2":
+        save_mmaction2(dst, export_official_state_dict(model), model.labels)
+        order = _mmaction2_order(model.labels)
+        print(f"wrote {dst} (MMAction2 layout: backbone + cls_head.fc_cls, {model.cfg.num_classes} head rows {order})")
     else:
         model.save_pretrained(dst)
         print(f"wrote {dst}/ (config.json + model.safetensors; {model.load_report.summary() if model.load_report else ''})")
     return 0
+
+
+def _mmaction2_order(labels) -> str:
+    from ..weights.mmaction2 import mmaction2_label_map
+
+    if labels is None:
+        return "as in the model (no class names)"
+    name = mmaction2_label_map(labels)
+    return f"in MMAction2's {name} order" if name else "as in the model (names in meta.dataset_meta.classes)"

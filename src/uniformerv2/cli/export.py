@@ -11,7 +11,7 @@ def add_parser(subparsers) -> None:
                     "batch) and check the exported file against eager fp32 on fixed inputs. Exit code 1 when "
                     "the difference exceeds the tolerance (the file is kept).")
     p.add_argument("format", choices=["onnx", "torch"], help="onnx (.onnx) or torch (torch.export, .pt2)")
-    p.add_argument("model", metavar="MODEL", help="model directory, or a checkpoint file with --preset")
+    p.add_argument("model", metavar="MODEL", help="pretrained name, model directory, or a checkpoint file with --preset")
     p.add_argument("out", metavar="OUT", help="output file (.onnx or .pt2)")
     p.add_argument("--preset", metavar="NAME", help="preset of a checkpoint file, e.g. k400_b16_8x224")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
@@ -22,12 +22,12 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..inference import VideoClassifier
+    from ..factory import load_model
     from ..inference.export import export_onnx, export_torch
 
     if args.legacy and args.format != "onnx":
         raise UserError("--legacy only applies to onnx")
-    model = VideoClassifier.from_pretrained(args.model, preset=args.preset, device="cpu", dtype="fp32").model
+    model = load_model(args.model, args.preset, need_recipe=True)
     if args.format == "onnx":
         report = export_onnx(model, args.out, opset=args.opset, legacy=args.legacy, check=not args.no_check,
                              tolerance=args.tolerance)

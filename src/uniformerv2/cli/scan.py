@@ -1,10 +1,16 @@
 """``uniformerv2 scan LIST_OR_DIR --report OUT.json``: check that every video of a list or folder decodes.
 
-Each video is opened, its packets counted (catching truncation) and its first and last frames decoded, in
-parallel worker processes (a crash inside a decoder costs one file, not the scan). The report holds, per file,
-``{"path", "ok", "error", "frames", "fps", "width", "height", "duration"}``. ``--write-clean`` writes the list
-without the failed entries (original lines for list files, ``path,label`` for class folders). Exit code 0 if
-every file is readable, 1 otherwise.
+A folder is searched at any depth for files with a video suffix (the list every command uses), whatever its
+layout; the report says which layout was recognised: ``class folders`` (every video inside a first-level
+sub-folder: labels are the sorted sub-folder names, as the datasets read them), ``flat folder`` or ``mixed``
+(videos both at the top and in sub-folders: no labels). Each video is opened, its packets counted (catching
+truncation: a declared frame count or duration that the data does not reach) and its first and last frames
+decoded, in parallel worker processes (a crash inside a decoder costs one file, not the scan). FIFOs, devices
+and other special files are reported without being opened; symbolic link loops, broken links and unreadable
+files each get their own message. The report holds ``source``, ``layout``, ``total``, ``ok``, ``failed`` and, per
+file, ``{"path", "ok", "error", "frames", "fps", "width", "height", "duration"}``. ``--write-clean`` writes the
+list without the failed entries (original lines for list files, ``path,label`` for class folders, paths
+otherwise). Exit code 0 if every file is readable, 1 otherwise.
 """
 from __future__ import annotations
 
@@ -15,11 +21,13 @@ from pathlib import Path
 
 from ..errors import UserError
 
+_EMPTY = {"frames": None, "fps": None, "width": None, "height": None, "duration": None}
+
 
 def add_parser(subparsers):
     p = subparsers.add_parser("scan", help="check that every video in a list or folder decodes",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("source", metavar="LIST_OR_DIR", help="video list file, folder-per-class tree or folder")
+    p.add_argument("source", metavar="LIST_OR_DIR", help="video list file, or a folder searched at any depth")
     p.add_argument("--report", required=True, metavar="OUT.json", help="where to write the per-file report")
     p.add_argument("--write-clean", metavar="CLEAN.csv", help="write the list without unreadable entries")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel processes (default: CPUs)")
@@ -36,8 +44,7 @@ def check_video(path: str, timeout: float, folder: dict | None = None) -> dict:
     from ..errors import VideoError
     from ..data.decode import read_clip
 
-    row = {"path": path, "ok": False, "error": None, "frames": None, "fps": None, "width": None, "height": None,
-           "duration": None}
+    row = {"path": path, "ok": False, "error": None, **_EMPTY}
     try:
         _, _, info = read_clip(path, lambda n: [0, n - 1], timeout=timeout, threads=1, **(folder or {}))
     except (VideoError, OSError) as e:
@@ -48,19 +55,41 @@ def check_video(path: str, timeout: float, folder: dict | None = None) -> dict:
     return row
 
 
-def _entries(args) -> tuple[list[tuple[str, dict | None, str]], str]:
-    """[(path, frame-folder options or None, line for the clean list)] and the clean list's kind."""
-    from ..data.lists import VIDEO_EXTENSIONS, read_video_list, scan_class_folders
+def folder_entries(source: Path) -> tuple[list[tuple[str, dict | None, str]], list[dict], str]:
+    """Entries (path, None, line for the clean list), rows for problems met while walking, and the layout."""
+    from ..data.video import find_videos
+
+    files, problems = find_videos(source)
+    rows = [{"path": p, "ok": False, "error": f"{p}: {msg}", **_EMPTY} for p, msg in problems]
+    if not files:
+        if rows:
+            return [], rows, "no videos"
+        raise UserError(f"{source}: no videos found (searched at any depth for {', '.join(_suffixes())})")
+    top = [f for f in files if os.path.dirname(f) == str(source)]
+    if top and len(top) == len(files):
+        return [(f, None, f) for f in files], rows, "flat folder"
+    if top:
+        layout = (f"mixed: {len(top)} video(s) at the top level and {len(files) - len(top)} in sub-folders "
+                  f"(not a class-folder tree: no labels)")
+        return [(f, None, f) for f in files], rows, layout
+    classes = sorted(d.name for d in source.iterdir() if d.is_dir())
+    label = {name: k for k, name in enumerate(classes)}
+    entries = [(f, None, f"{f},{label[Path(os.path.relpath(f, source)).parts[0]]}") for f in files]
+    return entries, rows, f"class folders ({len(classes)} classes)"
+
+
+def _suffixes() -> list[str]:
+    from ..data.video import VIDEO_EXTENSIONS
+    return sorted(VIDEO_EXTENSIONS)
+
+
+def _entries(args) -> tuple[list[tuple[str, dict | None, str]], list[dict], str]:
+    """[(path, frame-folder options or None, line for the clean list)], problem rows, and the layout."""
+    from ..data.lists import read_video_list
 
     source = Path(args.source)
     if source.is_dir():
-        if any(d.is_dir() for d in source.iterdir()):
-            items, _ = scan_class_folders(source)
-            return [(i.path, None, f"{i.path},{i.label}") for i in items], "csv"
-        files = sorted(str(f) for f in source.iterdir() if f.suffix.lower() in VIDEO_EXTENSIONS)
-        if not files:
-            raise UserError(f"{source}: no videos found")
-        return [(f, None, f) for f in files], "paths"
+        return folder_entries(source)
     if not source.exists():
         raise UserError(f"{source}: no such list file or folder")
     items = read_video_list(source, sep=args.sep, root=args.root)
@@ -73,7 +102,13 @@ def _entries(args) -> tuple[list[tuple[str, dict | None, str]], str]:
             folder = dict(num_frames=item.num_frames, template=args.frame_template,
                           start_index=args.frame_start_index)
         out.append((item.path, folder, line))
-    return out, "lines"
+    return out, [], "list file"
+
+
+def _write_text(path, text: str) -> None:
+    from ..fileio import atomic_write
+
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def run(args) -> int:
@@ -81,26 +116,28 @@ def run(args) -> int:
 
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
-    entries, _ = _entries(args)
+    entries, problems, layout = _entries(args)
     rows: list = [None] * len(entries)
-    with ProcessPoolExecutor(max_workers=min(args.workers, len(entries))) as pool:
-        futures = {pool.submit(check_video, path, args.timeout, folder): k
-                   for k, (path, folder, _) in enumerate(entries)}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="scan", unit="video"):
-            k = futures[future]
-            try:
-                rows[k] = future.result()
-            except Exception as e:  # a worker died (e.g. a decoder crash): report the file, keep going
-                rows[k] = {"path": entries[k][0], "ok": False, "error": f"checker crashed: {type(e).__name__}",
-                           "frames": None, "fps": None, "width": None, "height": None, "duration": None}
+    if entries:
+        with ProcessPoolExecutor(max_workers=min(args.workers, len(entries))) as pool:
+            futures = {pool.submit(check_video, path, args.timeout, folder): k
+                       for k, (path, folder, _) in enumerate(entries)}
+            for future in tqdm(as_completed(futures), total=len(futures), desc="scan", unit="video"):
+                k = futures[future]
+                try:
+                    rows[k] = future.result()
+                except Exception as e:  # a worker died (e.g. a decoder crash): report the file, keep going
+                    rows[k] = {"path": entries[k][0], "ok": False, "error": f"checker crashed: {type(e).__name__}",
+                               **_EMPTY}
+    rows += problems
     bad = [r for r in rows if not r["ok"]]
-    report = {"source": str(args.source), "total": len(rows), "ok": len(rows) - len(bad), "failed": len(bad),
-              "files": rows}
-    Path(args.report).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    report = {"source": str(args.source), "layout": layout, "total": len(rows), "ok": len(rows) - len(bad),
+              "failed": len(bad), "files": rows}
+    _write_text(args.report, json.dumps(report, indent=1) + "\n")
     if args.write_clean:
         kept = [line for (_, _, line), r in zip(entries, rows) if r["ok"]]
-        Path(args.write_clean).write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-    print(f"{len(rows) - len(bad)}/{len(rows)} videos readable; report: {args.report}")
+        _write_text(args.write_clean, "".join(f"{line}\n" for line in kept))
+    print(f"{len(rows) - len(bad)}/{len(rows)} videos readable ({layout}); report: {args.report}")
     for r in bad[:10]:
         print(f"  {r['error']}")
     if len(bad) > 10:

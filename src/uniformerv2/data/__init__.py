@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
+    "config": ["DataConfig"],
     "decode": ["VideoInfo", "probe", "read_frames", "read_clip", "iter_frames", "BACKENDS", "default_threads"],
     "sampling": ["sparse_indices", "dense_indices", "uniform_indices", "sliding_windows", "window_indices"],
     "transforms": ["build_transform", "ClipTransform", "resize_short_side", "center_crop", "three_crops",

@@ -22,9 +22,13 @@ class Deadline:
 
     def __init__(self, timeout: float | None, path=""):
         self.timeout = timeout
-        self.end = None if timeout is None else time.monotonic() + timeout
         self.path = path
         self.cancelled = False
+        self.restart()
+
+    def restart(self) -> None:
+        """Count the time limit from now (a per-step limit)."""
+        self.end = None if self.timeout is None else time.monotonic() + self.timeout
 
     def remaining(self) -> float | None:
         return None if self.end is None else max(self.end - time.monotonic(), 0.001)

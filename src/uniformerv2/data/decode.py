@@ -1,32 +1,37 @@
 """Video decoding: ``probe``, ``read_frames``, ``read_clip``, ``iter_frames``.
 
 Frames come back as RGB uint8 numpy arrays of layout (T, H, W, 3) in stored orientation (rotation metadata is
-not applied, as in the official decord pipeline). Frame index = position in presentation order, 0-based.
+not applied, as in the official decord pipeline). Frame ``i`` is the ``i``-th frame that decoding the video
+stream from its first keyframe yields in presentation order, after the container's edit list: what a
+decode-everything reader returns (see ``_pyav`` for how it is found without decoding everything).
 A directory is read as a frame folder (see ``frame_folder``). Every call has a time limit (``timeout``
 seconds, ``None`` for none); every failure is a ``VideoError`` whose one-line message names the file.
+
+Options shared by the readers: ``stream`` (index among the file's video streams; default: the one with the
+most frames that is not a cover picture), ``short_side`` (resize each frame, as it is decoded, so that its short
+side has this length: bilinear, as the test transform, so that memory follows the output and not the source;
+inference passes the model's input size) and ``max_pixels`` (refuse frames larger than this).
 """
 from __future__ import annotations
 
+import importlib
 import os
-from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import UserError, VideoError
+from ..errors import UserError
 from ._deadline import Deadline, call_with_deadline
+from .video import (DEFAULT_MAX_PIXELS, VIDEO_EXTENSIONS, Backend, ReadRequest, VideoInfo, check_indices,
+                    pick_indices, stack_frames)
+
+__all__ = ["probe", "read_frames", "read_clip", "iter_frames", "default_threads", "VideoInfo", "BACKENDS",
+           "DEFAULT_TIMEOUT_S", "DEFAULT_MAX_PIXELS", "VIDEO_EXTENSIONS", "check_indices", "pick_indices",
+           "stack_frames"]
 
 BACKENDS = ("pyav", "decord", "opencv")
+_MODULES = {"pyav": "_pyav", "decord": "_decord", "opencv": "_opencv"}
 DEFAULT_TIMEOUT_S = 30.0
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    num_frames: int
-    fps: float
-    width: int
-    height: int
-    duration: float          # seconds
 
 
 def default_threads() -> int:
@@ -38,126 +43,62 @@ def default_threads() -> int:
     return 1 if get_worker_info() is not None else 0
 
 
-def probe(path, *, timeout: float | None = DEFAULT_TIMEOUT_S, exact: bool = False, **folder) -> VideoInfo:
-    """Frame count, rate, size and duration. The count is the container's, else duration x rate, else a packet
-    scan; ``exact=True`` always counts packets (what ``read_clip`` uses)."""
+def backend_for(path, name: str = "pyav") -> Backend:
+    """The module that reads ``path``: ``frame_folder`` for a directory, else the named decoder backend."""
     if os.path.isdir(path):
-        from .frame_folder import probe_folder
-        return probe_folder(path, **folder)
-    return call_with_deadline(lambda d: _probe_pyav(path, d, exact), timeout, path)
+        return importlib.import_module(f"{__package__}.frame_folder")
+    if name not in _MODULES:
+        raise UserError(f"unknown decoding backend {name!r}; choose from {', '.join(BACKENDS)}")
+    return importlib.import_module(f"{__package__}.{_MODULES[name]}")
+
+
+def _request(path, threads, stream, short_side, max_pixels, folder) -> ReadRequest:
+    if folder and not os.path.isdir(path):
+        raise UserError(f"{path}: options {sorted(folder)} only apply to frame folders")
+    return ReadRequest(threads=default_threads() if threads is None else threads, stream=stream,
+                       short_side=short_side, max_pixels=max_pixels, folder=folder)
+
+
+def probe(path, *, timeout: float | None = DEFAULT_TIMEOUT_S, exact: bool = True, stream: int | None = None,
+          max_pixels: int = DEFAULT_MAX_PIXELS, **folder) -> VideoInfo:
+    """Frame count (the same definition as ``read_clip``'s, from a packet scan), rate, size and duration.
+
+    ``exact=False`` returns the count the container declares when it declares one (no packet scan; it can differ
+    from the real count for edited, cut or damaged files).
+    """
+    request = _request(path, None, stream, None, max_pixels, folder)
+    reader = backend_for(path)
+    return call_with_deadline(lambda d: reader.probe(path, request, d, exact=exact), timeout, path)
 
 
 def read_frames(path, indices: Sequence[int], backend: str = "pyav", *,
-                timeout: float | None = DEFAULT_TIMEOUT_S, threads: int | None = None, **folder) -> np.ndarray:
+                timeout: float | None = DEFAULT_TIMEOUT_S, threads: int | None = None, stream: int | None = None,
+                short_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, **folder) -> np.ndarray:
     """RGB uint8 (T, H, W, 3) holding exactly frames ``indices`` (any order, repeats allowed)."""
     idx = [int(i) for i in indices]
-    return read_clip(path, lambda n: idx, backend, timeout=timeout, threads=threads, **folder)[0]
+    return read_clip(path, lambda n: idx, backend, timeout=timeout, threads=threads, stream=stream,
+                     short_side=short_side, max_pixels=max_pixels, **folder)[0]
 
 
 def read_clip(path, sample: Callable[[int], Sequence[int]], backend: str = "pyav", *,
-              timeout: float | None = DEFAULT_TIMEOUT_S, threads: int | None = None, **folder):
+              timeout: float | None = DEFAULT_TIMEOUT_S, threads: int | None = None, stream: int | None = None,
+              short_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, **folder):
     """Open once, choose indices with ``sample(num_frames)``, decode them.
 
-    Returns ``(frames (T, H, W, 3) uint8 RGB, indices (T,) int64, VideoInfo)``.
-    ``folder`` options (``template``, ``start_index``, ``bgr``, ``num_frames``) apply to frame folders.
+    Returns ``(frames (T, H, W, 3) uint8 RGB, indices (T,) int64, VideoInfo)``; with ``short_side`` the frames
+    are (T, h, w, 3) with min(h, w) == short_side, while ``VideoInfo`` keeps the stored size.
+    ``folder`` options (``template``, ``start_index``, ``bgr``, ``num_frames``, ``fps``) apply to frame folders.
     """
-    if os.path.isdir(path):
-        from .frame_folder import read_folder_clip
-        return call_with_deadline(lambda d: read_folder_clip(path, sample, d, **folder), timeout, path)
-    if folder:
-        raise UserError(f"{path}: options {sorted(folder)} only apply to frame folders")
-    if backend == "pyav":
-        fn = _read_clip_pyav
-    elif backend in ("decord", "opencv"):
-        from . import _other_backends
-        fn = getattr(_other_backends, f"read_clip_{backend}")
-    else:
-        raise UserError(f"unknown decoding backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    threads = default_threads() if threads is None else threads
-    return call_with_deadline(lambda d: fn(path, sample, d, threads), timeout, path)
+    request = _request(path, threads, stream, short_side, max_pixels, folder)
+    reader = backend_for(path, backend)
+    return call_with_deadline(lambda d: reader.read_clip(path, sample, request, d), timeout, path)
 
 
-def iter_frames(path, *, timeout: float | None = DEFAULT_TIMEOUT_S, threads: int | None = None
-                ) -> Iterator[np.ndarray]:
-    """RGB uint8 (H, W, 3) frames in presentation order; ``timeout`` bounds the wait for each frame."""
-    import av
-
+def iter_frames(path, *, timeout: float | None = DEFAULT_TIMEOUT_S, threads: int | None = None,
+                stream: int | None = None, short_side: int | None = None,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[np.ndarray]:
+    """RGB uint8 (H, W, 3) frames 0, 1, 2, ... in order; ``timeout`` bounds the wait for each frame."""
     from . import _pyav
 
-    container = _pyav.open_container(path, Deadline(timeout, path))
-    try:
-        stream = _pyav.video_stream(container, path, default_threads() if threads is None else threads)
-        deadline = Deadline(timeout, path)
-        for frame in container.decode(stream):
-            deadline.check()
-            yield frame.to_ndarray(format="rgb24")
-            deadline = Deadline(timeout, path)
-    except av.FFmpegError as e:
-        raise VideoError(f"{path}: decoding failed ({_pyav._reason(e)})") from e
-    finally:
-        container.close()
-
-
-def pick_indices(path, sample, num_frames: int) -> np.ndarray:
-    """``sample(num_frames)`` checked against the video: a ``VideoError`` for empty videos or bad indices."""
-    if num_frames <= 0:
-        raise VideoError(f"{path}: no decodable video frames")
-    return check_indices(path, sample(num_frames), num_frames)
-
-
-def check_indices(path, indices, num_frames: int) -> np.ndarray:
-    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-    if num_frames <= 0:
-        raise VideoError(f"{path}: no decodable video frames")
-    if idx.size == 0:
-        raise UserError(f"{path}: no frame indices requested")
-    bad = idx[(idx < 0) | (idx >= num_frames)]
-    if bad.size:
-        raise VideoError(f"{path}: frame {int(bad[0])} requested but the video has {num_frames} frames")
-    return idx
-
-
-def stack_frames(path, frames: dict, idx: np.ndarray) -> np.ndarray:
-    try:
-        return np.stack([frames[int(i)] for i in idx])
-    except ValueError as e:
-        raise VideoError(f"{path}: frame size changes inside the video") from e
-
-
-def _info(container, stream, num_frames: int) -> VideoInfo:
-    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-    fps = float(rate) if rate else 0.0
-    if stream.duration is not None and stream.time_base:
-        duration = float(stream.duration * stream.time_base)
-    elif container.duration:
-        duration = container.duration / 1e6
-    else:
-        duration = num_frames / fps if fps else 0.0
-    ctx = stream.codec_context
-    return VideoInfo(num_frames, fps, int(ctx.width), int(ctx.height), duration)
-
-
-def _probe_pyav(path, deadline: Deadline, exact: bool) -> VideoInfo:
-    from . import _pyav
-
-    with _pyav.open_container(path, deadline) as container:
-        stream = _pyav.video_stream(container, path, None)
-        n = 0 if exact else _pyav.declared_frames(stream, container)
-        if n <= 0:
-            n = len(_pyav.scan(container, stream, path, deadline).pts)
-        if n <= 0:
-            raise VideoError(f"{path}: no decodable video frames")
-        return _info(container, stream, n)
-
-
-def _read_clip_pyav(path, sample, deadline: Deadline, threads: int):
-    from . import _pyav
-
-    with _pyav.open_container(path, deadline) as container:
-        stream = _pyav.video_stream(container, path, threads)
-        table = _pyav.scan(container, stream, path, deadline)
-        info = _info(container, stream, len(table.pts))
-        idx = pick_indices(path, sample, info.num_frames)
-        wanted = sorted(set(idx.tolist()))
-        frames = _pyav.decode_frames(container, stream, table, wanted, path, deadline)
-        return stack_frames(path, frames, idx), idx, info
+    request = _request(path, threads, stream, short_side, max_pixels, {})
+    return _pyav.iter_frames(path, request, Deadline(timeout, path))

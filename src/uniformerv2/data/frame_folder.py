@@ -1,8 +1,9 @@
-"""Videos stored as folders of JPEG frames (Something-Something style ``img_{:05d}.jpg``).
+"""Videos stored as folders of JPEG frames (Something-Something style ``img_{:05d}.jpg``): a decoder backend.
 
 Indices passed in are 0-based; file names use ``start_index + i`` (1 for the official SSv1/v2 folders).
 ``bgr=True`` returns channels in BGR order, because the official SSv2 checkpoints were trained on frames
-loaded with OpenCV and never converted.
+loaded with OpenCV and never converted. Options come in ``ReadRequest.folder``: ``template``, ``start_index``,
+``bgr``, ``num_frames`` (else the matching files are counted) and ``fps`` (default 12).
 """
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import re
 
 import numpy as np
 
-from ..errors import VideoError
+from ..errors import UserError, VideoError
 from ._deadline import Deadline
+from .video import ReadRequest, VideoInfo, check_size, finish_frame, pick_indices, stack_frames
 
 DEFAULT_TEMPLATE = "img_{:05d}.jpg"
+_OPTIONS = {"template", "start_index", "bgr", "num_frames", "fps"}
 
 
 def count_frames(directory, template: str = DEFAULT_TEMPLATE) -> int:
@@ -27,29 +30,36 @@ def count_frames(directory, template: str = DEFAULT_TEMPLATE) -> int:
         raise VideoError(f"{directory}: cannot list frames ({e.strerror})") from e
 
 
-def probe_folder(directory, *, template: str = DEFAULT_TEMPLATE, num_frames: int | None = None,
-                 fps: float = 12.0, **_):
-    from .decode import VideoInfo
+def _options(directory, request: ReadRequest):
+    unknown = set(request.folder) - _OPTIONS
+    if unknown:
+        raise UserError(f"{directory}: unknown frame-folder options {sorted(unknown)}")
+    o = request.folder
+    template = o.get("template", DEFAULT_TEMPLATE)
+    n = o.get("num_frames")
+    n = int(n) if n is not None else count_frames(directory, template)
+    return template, int(o.get("start_index", 1)), bool(o.get("bgr", False)), n, float(o.get("fps", 12.0))
 
-    n = num_frames if num_frames is not None else count_frames(directory, template)
+
+def probe(directory, request: ReadRequest, deadline: Deadline, exact: bool = True) -> VideoInfo:
+    template, _, _, n, fps = _options(directory, request)
     if n <= 0:
         raise VideoError(f"{directory}: no frames matching {template!r}")
     w, h = _load(directory, template.format(_first_index(directory, template)), False).shape[1::-1]
     return VideoInfo(n, fps, w, h, n / fps)
 
 
-def read_folder_clip(directory, sample, deadline: Deadline, *, template: str = DEFAULT_TEMPLATE,
-                     start_index: int = 1, bgr: bool = False, num_frames: int | None = None, fps: float = 12.0):
-    from .decode import VideoInfo, pick_indices, stack_frames
-
-    n = num_frames if num_frames is not None else count_frames(directory, template)
+def read_clip(directory, sample, request: ReadRequest, deadline: Deadline):
+    template, start_index, bgr, n, fps = _options(directory, request)
     idx = pick_indices(directory, sample, n)
-    frames = {}
+    frames, size = {}, None
     for i in sorted(set(idx.tolist())):
         deadline.check()
-        frames[i] = _load(directory, template.format(start_index + i), bgr)
-    h, w = frames[int(idx[0])].shape[:2]
-    return stack_frames(directory, frames, idx), idx, VideoInfo(n, fps, w, h, n / fps)
+        img = _load(directory, template.format(start_index + i), bgr)
+        size = size or img.shape[1::-1]
+        check_size(directory, img.shape[1], img.shape[0], request.max_pixels)
+        frames[i] = finish_frame(img, request)
+    return stack_frames(directory, frames, idx), idx, VideoInfo(n, fps, size[0], size[1], n / fps)
 
 
 def _first_index(directory, template) -> int:

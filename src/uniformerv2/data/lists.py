@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from .video import VIDEO_EXTENSIONS, find_videos
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp")
 FIELDS = {"video": 2, "frames": 3, "untrimmed": 5}
 
 
@@ -118,13 +118,15 @@ def _label(field: str, by_name: dict, limit: int | None, where: str) -> int:
 
 
 def scan_class_folders(root, extensions=VIDEO_EXTENSIONS) -> tuple[list[VideoItem], list[str]]:
-    """``root/<class>/<video>`` tree -> (items, class names sorted alphabetically)."""
+    """``root/<class>/.../<video>`` tree -> (items, class names sorted alphabetically). Every file with a video
+    suffix counts, at any depth inside its class folder (``data.video.find_videos``); videos directly in ``root``
+    belong to no class and are left out."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: not a directory")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir())
-    items = [VideoItem(str(f), label) for label, name in enumerate(classes)
-             for f in sorted((root / name).rglob("*")) if f.suffix.lower() in extensions and f.is_file()]
+    items = [VideoItem(f, label) for label, name in enumerate(classes)
+             for f in find_videos(root / name, extensions)[0]]
     if not items:
         raise UserError(f"{root}: no videos found in class folders")
     return items, classes

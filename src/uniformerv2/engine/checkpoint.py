@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
-from ..weights.hub import atomic_write
+from ..fileio import atomic_write
 
 STEP_FILE = re.compile(r"^step_(\d{8,})\.pt$")
 

@@ -1,7 +1,8 @@
 """Run configuration: defaults, YAML files (a path or a shipped name), ``key.sub=value`` overrides.
 
-The schema is ``DEFAULTS`` below; a config file or override naming a key that is not in it is an error
-(except inside the free-form maps ``model.options`` and ``data.pipeline``). Values given on the command
+The schema is ``DEFAULTS`` below; a config file or override naming a key that is not in it is an error.
+``model.options`` and ``data.pipeline`` are maps of ``ModelConfig`` / ``DataConfig`` fields, checked against
+those records. Values given on the command
 line are parsed as YAML (``train.epochs=3``, ``model.options.drop_path_rate=0.1``, ``data.val=null``).
 """
 from __future__ import annotations
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import yaml
 
+from ..data.config import DataConfig
 from ..errors import UserError
+from ..model.config import ModelConfig
 
 FREE_FORM = {("model", "options"), ("data", "pipeline")}
 
@@ -37,7 +40,7 @@ DEFAULTS: dict = {
         "timeout": 30.0,             # seconds per video before it counts as undecodable
         "frame_template": "img_{:05d}.jpg",  # frame-folder lists (Something-Something)
         "frame_start_index": 1,
-        "pipeline": {},              # overrides of the model's data config (test_clips, flip, rand_augment...)
+        "pipeline": {},              # DataConfig fields over the model's (test_clips, flip, rand_augment...)
     },
     "train": {
         "epochs": 55,
@@ -186,6 +189,9 @@ def validate(cfg: dict) -> None:
         raise UserError(f"eval.aggregate must be softmax or logits, got {cfg['eval']['aggregate']!r}")
     if cfg["eval"]["video_key"] not in (None, "path_stem", "path"):
         raise UserError(f"eval.video_key must be null, path or path_stem, got {cfg['eval']['video_key']!r}")
+    # the free-form maps are typed records' fields: a misspelt key is an error here, not ignored later
+    ModelConfig.check_keys(cfg["model"]["options"])
+    DataConfig.check_keys(cfg["data"]["pipeline"])
     if not isinstance(cfg["seed"], int):
         raise UserError(f"seed must be an integer, got {cfg['seed']!r}")
     for key in ("lr", "min_lr", "warmup_start_lr", "weight_decay", "eps", "warmup_epochs"):

@@ -22,21 +22,21 @@ def _list_path(root: str, name: str) -> str:
     return str(Path(root) / name)
 
 
-def build_datasets(cfg: dict, data_config: dict, splits=("train", "val"), labels=None,
+def build_datasets(cfg: dict, data_config, splits=("train", "val"), labels=None,
                    num_classes: int | None = None, cache=None) -> dict:
     """{"train": clips with training augmentation, "val": one centre view, "test": all test views}.
 
-    ``data_config`` is the model's (frames, crop, mean/std, sampling, flip, RandAugment, repeated
-    augmentation, BGR, test views) with ``data.pipeline`` on top; ``labels`` resolve class names in lists;
-    ``cache``: a ``data.ClipCache`` the datasets keep decoded videos in (small datasets only).
+    ``data_config`` is the model's ``DataConfig`` (frames, crop, mean/std, sampling, flip, RandAugment,
+    repeated augmentation, BGR, test views), ``data.pipeline`` already applied; ``labels`` resolve class
+    names in lists; ``cache``: a ``data.ClipCache`` the datasets keep decoded videos in (small datasets only).
     """
     from .. import data as D
 
-    d, dc, out = cfg["data"], dict(data_config), {}
-    common = dict(num_frames=dc["num_frames"], sampling=dc.get("sampling", "sparse"), stride=dc.get("stride"),
-                  backend=d["backend"], timeout=d["timeout"], frame_template=d["frame_template"],
-                  frame_start_index=d["frame_start_index"], bgr=dc.get("bgr", False), cache=cache)
-    norm = dict(crop_size=dc["crop_size"], short_side=dc.get("short_side"), mean=dc["mean"], std=dc["std"])
+    d, dc, out = cfg["data"], data_config, {}
+    common = dict(num_frames=dc.num_frames, sampling=dc.sampling, stride=dc.stride, backend=d["backend"],
+                  timeout=d["timeout"], frame_template=d["frame_template"],
+                  frame_start_index=d["frame_start_index"], bgr=dc.bgr, cache=cache)
+    norm = dict(crop_size=dc.crop_size, short_side=dc.test_short_side, mean=dc.mean, std=dc.std)
     for split in splits:
         if not d.get(split):
             if split == "train":
@@ -47,16 +47,16 @@ def build_datasets(cfg: dict, data_config: dict, splits=("train", "val"), labels
             raise UserError(f"data.{split}: list file {path} not found")
         items = D.read_video_list(path, sep=d["separator"], root=d["root"], labels=labels, num_classes=num_classes)
         if split == "train":
-            tf = D.build_transform("train", flip=dc.get("flip", True), rand_augment=dc.get("rand_augment"),
-                                   scale=tuple(dc.get("crop_scale", (0.08, 1.0))), **norm)
+            tf = D.build_transform("train", flip=dc.flip, rand_augment=dc.rand_augment, scale=tuple(dc.crop_scale),
+                                   **norm)
             out[split] = D.VideoListDataset(items, split="train", transform=tf, seed=cfg["seed"],
-                                            repeats=int(dc.get("repeated_aug") or 1), **common)
+                                            repeats=dc.repeated_aug, **common)
         elif split == "val":  # official validation: one clip at the segment midpoints, centre crop
             tf = D.build_transform("val", num_crops=1, **norm)
             out[split] = D.VideoListDataset(items, split="val", transform=tf, seed=cfg["seed"], **common)
         else:
-            clips = cfg["eval"].get("test_clips") or dc.get("test_clips", 1)
-            crops = cfg["eval"].get("test_crops") or dc.get("test_crops", 1)
+            clips = cfg["eval"].get("test_clips") or dc.test_clips
+            crops = cfg["eval"].get("test_crops") or dc.test_crops
             tf = D.build_transform("test", num_crops=crops, **norm)
             out[split] = D.MultiViewDataset(items, transform=tf, num_clips=clips, num_crops=crops, **common)
     return out

@@ -19,7 +19,7 @@ def write_annotated_video(video, out, prediction, top_k: int | None = None, crf:
     """Write ``video`` (a path) to ``out`` with the labels of ``prediction`` (from ``VideoClassifier.predict``)
     drawn on it. Same frame count, size and rate as the input; written atomically."""
     from ..data.decode import iter_frames, probe
-    from ..weights.hub import atomic_write
+    from ..fileio import atomic_write
 
     out = Path(out)
     fmt = CONTAINERS.get(out.suffix.lower())

@@ -61,7 +61,10 @@ class _Logits(nn.Module):
 
 
 def prepare(model) -> nn.Module:
-    return _Logits(model.float().cpu()).eval()
+    """The model as exported: the reference computation (speed variants reverted), fp32, on the CPU."""
+    from ..accel import revert
+
+    return _Logits(revert(model).float().cpu()).eval()
 
 
 def example_input(model, batch: int, seed: int = 0) -> torch.Tensor:
@@ -70,16 +73,16 @@ def example_input(model, batch: int, seed: int = 0) -> torch.Tensor:
 
 
 def metadata(model) -> dict[str, str]:
-    return {"uniformerv2.model": json.dumps({"preset": getattr(model, "preset", None), **model.cfg.to_dict()}),
-            "uniformerv2.labels": json.dumps(getattr(model, "labels", None)),
-            "uniformerv2.data": json.dumps(getattr(model, "data_config", None))}
+    return {"uniformerv2.model": json.dumps({"preset": model.preset, **model.cfg.to_dict()}),
+            "uniformerv2.labels": json.dumps(model.labels),
+            "uniformerv2.data": json.dumps(model.data_config.to_dict())}
 
 
 def export_onnx(model, out, *, opset: int = 18, legacy: bool = False, check: bool = True,
                 tolerance: float = 1e-4) -> ExportReport:
     """Write an ONNX file (dynamo exporter; ``legacy=True``: the TorchScript one) and verify it with
     onnxruntime."""
-    from ..weights.hub import atomic_write
+    from ..fileio import atomic_write
 
     out = Path(out)
     module = prepare(model)
@@ -113,7 +116,7 @@ def export_onnx(model, out, *, opset: int = 18, legacy: bool = False, check: boo
 
 def export_torch(model, out, *, check: bool = True, tolerance: float = 1e-4) -> ExportReport:
     """Write a ``torch.export`` program (``.pt2``; load with ``torch.export.load(path).module()``)."""
-    from ..weights.hub import atomic_write
+    from ..fileio import atomic_write
 
     out = Path(out)
     module = prepare(model)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ..data.config import DataConfig
 from ..errors import UserError
+from .config import ModelConfig
 
 ARCHS: dict[str, dict] = {
     "uniformerv2_b16": dict(embed_dim=768, depth=12, num_heads=12, patch_size=16, img_size=224),
@@ -55,17 +57,15 @@ class Preset:
     def crop_size(self) -> int:
         return self.model.get("img_size", ARCHS[self.arch]["img_size"])
 
-    @property
-    def short_side(self) -> int:
-        """Test-time resize of the short side (official: the crop size)."""
-        return self.crop_size
-
-    def data_config(self) -> dict:
-        """What the data pipeline needs (saved with models as ``data``)."""
-        return dict(num_frames=self.num_frames, crop_size=self.crop_size, short_side=self.short_side,
-                    mean=list(self.mean), std=list(self.std), sampling=self.sampling,
-                    test_clips=self.test_clips, test_crops=self.test_crops, flip=self.flip, bgr=self.bgr,
-                    rand_augment=self.rand_augment, repeated_aug=self.repeated_aug)
+    def data_config(self, **changes) -> DataConfig:
+        """What the data pipeline needs for this recipe (``changes``: e.g. the frames and input size of a
+        model built from the preset with other options).  The test-time short side is the crop size, as
+        official."""
+        base = DataConfig(num_frames=self.num_frames, crop_size=self.crop_size, mean=list(self.mean),
+                          std=list(self.std), sampling=self.sampling, test_clips=self.test_clips,
+                          test_crops=self.test_crops, flip=self.flip, bgr=self.bgr,
+                          rand_augment=self.rand_augment, repeated_aug=self.repeated_aug)
+        return base.replace(**changes) if changes else base
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -136,6 +136,24 @@ _add(Preset("tiny_ssv2_8x64", "uniformerv2_tiny",
             dict(num_frames=8, num_classes=174, temporal_downsample=True, local_mhra="double", global_layers=[1, 2, 3]),
             labels="something_something_v2", test_clips=1, test_crops=1, flip=False, rand_augment=None,
             description="tiny Something-Something-style model (local + global UniBlocks, temporal downsampling)"))
+
+
+def build_config(name: str, **options) -> tuple[ModelConfig, Preset | None]:
+    """The model config of an arch or preset name with ``options`` (ModelConfig fields) on top, and the preset.
+
+    Passing ``depth`` without ``global_layers`` puts the global blocks on the last ``min(4, depth)`` layers."""
+    preset = None
+    if name in PRESETS:
+        preset = get_preset(name)
+        base = dict(arch_defaults(preset.arch), **preset.model)
+    elif name in ARCHS:
+        base = arch_defaults(name)
+    else:
+        raise UserError(f"unknown model or preset {name!r}; see `uniformerv2 models`")
+    if "depth" in options and "global_layers" not in options:
+        d = int(options["depth"])
+        options["global_layers"] = list(range(d - min(4, d), d))
+    return ModelConfig.from_dict({**base, **options}), preset
 
 
 def get_preset(name: str) -> Preset:

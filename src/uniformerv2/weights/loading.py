@@ -1,16 +1,17 @@
 """Putting weights into a model: arming the backbone from an image ViT, and loading whole UniFormerV2
-checkpoints (ours or official) with class-name head mapping."""
+checkpoints (ours, official or MMAction2) with class-name head mapping."""
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 from ..errors import CheckpointError
-from .hub import WEIGHTS, is_model_dir, read_config
-from .io import load_state_dict
+from .format import is_model_dir, read_config, read_weights
+from ..labels import canonical_name, load_labels
+from .io import load_file, load_state_dict, refuse_foreign, unwrap_state_dict
+from .mmaction2 import looks_mmaction2, mmaction2_to_official, split_mmaction2
 from .official import is_official, official_to_ours
 from .vit import inflate_patch_embed, resize_pos_embed, to_clip_visual
 
@@ -20,6 +21,11 @@ HEAD_KEYS = ("head.fc.weight", "head.fc.bias")
 _STANDARD_HEADS = {400: "kinetics400_uniformerv2_order", 600: "kinetics600", 700: "kinetics700",
                    710: "kinetics710_uniformerv2_order", 174: "something_something_v2", 339: "moments_in_time",
                    200: "activitynet"}
+
+
+class ImageWeightsError(CheckpointError):
+    """Image-ViT weights (CLIP…) given where a whole UniFormerV2 model is expected: they arm a backbone
+    (``pretrained=``) and need a preset to become a video model."""
 
 
 @dataclass
@@ -76,11 +82,22 @@ def _is_backbone(name: str) -> bool:
 
 
 def read_checkpoint(path) -> tuple[dict, str, list[str] | None]:
-    """(our state dict, format, head labels if the file says) from a model dir, our file or an official one."""
+    """(our state dict, format, class names of the head rows when known) from a model directory, our
+    state-dict file, an official ``.pyth`` or an MMAction2 ``.pth`` (format ``mmaction2``: the rows are in
+    MMAction2's label order, or the order its ``meta`` names)."""
     if is_model_dir(path):
         cfg = read_config(path)
-        return load_state_dict(Path(path) / WEIGHTS), "uniformerv2", cfg.get("labels")
-    sd = load_state_dict(path)
+        return read_weights(path), "uniformerv2", cfg.get("labels")
+    obj = load_file(path, drop_foreign=True)  # foreign objects are inert markers, never imported
+    if looks_mmaction2(obj):
+        mm, meta = split_mmaction2(obj, path)
+        official, labels = mmaction2_to_official(mm, meta)
+        ours, unknown = official_to_ours(official)
+        if unknown:
+            raise CheckpointError(f"{path}: unknown tensors in an MMAction2 checkpoint: {unknown[:5]}")
+        return ours, "mmaction2", load_labels(labels) if isinstance(labels, str) else labels
+    refuse_foreign(obj, path)  # anything else is refused as a plain weights-only load would refuse it
+    sd = unwrap_state_dict(obj, path)
     if is_official(sd):
         ours, unknown = official_to_ours(sd)
         if unknown:
@@ -92,7 +109,7 @@ def read_checkpoint(path) -> tuple[dict, str, list[str] | None]:
         to_clip_visual(sd)
     except CheckpointError:
         raise CheckpointError(f"{path} is not a UniFormerV2 checkpoint") from None
-    raise CheckpointError(f"{path} is an image-ViT checkpoint, not a UniFormerV2 one: pass it as pretrained=")
+    raise ImageWeightsError(f"{path} is an image-ViT checkpoint, not a UniFormerV2 one: pass it as pretrained=")
 
 
 def load_checkpoint(model, path, head: str = "auto", checkpoint_labels=None, verbose: bool = False) -> LoadReport:
@@ -141,12 +158,18 @@ def _adapt_head(model, sd, head, src_labels, report) -> dict:
         return {}
     if w.shape[1] != model.cfg.embed_dim:
         raise CheckpointError(f"head width {w.shape[1]} does not match embed_dim {model.cfg.embed_dim}")
-    if w.shape[0] == n_model and head in ("auto", "keep"):
+    model_labels = getattr(model, "labels", None)
+    rows = None
+    if w.shape[0] == n_model and head == "auto" and src_labels is not None and model_labels is not None \
+            and list(src_labels) != list(model_labels):  # same classes in another order: map by name
+        rows = _map_rows(src_labels, w.shape[0], model_labels)
+    if w.shape[0] == n_model and head in ("auto", "keep") and rows is None:
         report.head = "kept"
         return {"head.fc.weight": w, "head.fc.bias": b}
     if head == "keep":
         raise CheckpointError(f"head has {w.shape[0]} classes, model has {n_model}: use head='auto' or 'reset'")
-    rows = _map_rows(src_labels, w.shape[0], getattr(model, "labels", None))
+    if rows is None:
+        rows = _map_rows(src_labels, w.shape[0], model_labels)
     if rows is None:
         warnings.warn(f"checkpoint head has {w.shape[0]} classes, model has {n_model}, and no class-name "
                       "mapping is known: the head is re-initialised")
@@ -160,8 +183,6 @@ def _adapt_head(model, sd, head, src_labels, report) -> dict:
 
 
 def _map_rows(src_labels, n_src, dst_labels) -> list[int] | None:
-    from ..labels import canonical_name, load_labels
-
     if dst_labels is None:
         return None
     if src_labels is None and n_src in _STANDARD_HEADS:
@@ -175,27 +196,3 @@ def _map_rows(src_labels, n_src, dst_labels) -> list[int] | None:
 
 def _reset_head(model):
     model.head.fc.reset_parameters()
-
-
-def infer_options(sd: dict) -> dict:
-    """Model options read off our state dict's shapes (for checkpoints that come without a config).
-
-    Frame count is not stored in any weight: 8 (16 with temporal downsampling) is assumed, as the zoo.
-    Global blocks are assumed to sit on the last layers, as in every official recipe.
-    """
-    stem = sd["stem.weight"]
-    width, patch, kt = stem.shape[0], stem.shape[-1], stem.shape[2]
-    depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
-    n_global = len({k.split(".")[1] for k in sd if k.startswith("global_blocks.")})
-    grid = int(round((sd["pos_embed"].shape[0] - 1) ** 0.5))
-    local = "double" if "blocks.0.lmhra2.down.weight" in sd else "single" if "blocks.0.lmhra1.down.weight" in sd else "none"
-    from ..model.presets import ARCHS
-
-    # heads cannot be read off the weights: take them from the arch of that shape (official: 64 per head)
-    same = [n for n, a in ARCHS.items() if (a["embed_dim"], a["depth"], a["patch_size"]) == (width, depth, patch)]
-    arch = next((n for n in same if ARCHS[n]["img_size"] == grid * patch), same[0] if same else "uniformerv2_b16")
-    heads = ARCHS[arch]["num_heads"] if same else max(1, width // 64)
-    return dict(arch=arch, embed_dim=width, depth=depth, num_heads=heads, patch_size=patch,
-                img_size=grid * patch, num_classes=sd["head.fc.weight"].shape[0], temporal_downsample=kt > 1,
-                num_frames=16 if kt > 1 else 8, local_mhra=local, global_layers=list(range(depth - n_global, depth)),
-                frozen_backbone="balance" not in sd)

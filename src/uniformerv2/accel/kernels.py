@@ -1,10 +1,10 @@
-"""A Triton kernel for the DPE (``DPE.impl = "triton"``): position encoding and residual add in one pass.
+"""Triton kernels of ``TritonDPE`` (``optimize(model, ..., dpe="triton")``): DPE and residual add in one pass.
 
 The DPE is a depthwise 3×3×3 convolution over the patch grid whose output is added to the patch tokens.
 cuDNN runs that convolution far from the memory bound on bf16 activations; this kernel reads the token
 tensor once (neighbours come from cache) and writes the layer's global tokens once:
 
-    x   : (B·T, L, C) contiguous, L = 1 + H·W (the model's token layout, see layers.py)
+    x   : (B·T, L, C) contiguous, L = 1 + H·W (the model's token layout, see model/layers.py)
     out : (B·T, L, C), out[:, 0] = x[:, 0] (class tokens), out[:, 1:] = x[:, 1:] + dwconv3d(x[:, 1:]) + bias
 
 One program computes one grid row (b, t, h) — W tokens — for a block of channels, accumulating the k³
@@ -13,8 +13,7 @@ taps in fp32 with zero padding at the clip's borders in T, H and W.
 Backward (training): the input gradient is the same kernel run on the output gradient with the kernel
 flipped in T, H and W and no bias; the weight gradient is a second kernel (per frame and tap, a sum of
 grad · shifted input over the frame), then one sum over frames.
-Under ``torch.compile`` the DPE traces the "shift" formula instead (inductor writes its own kernel).
-Triton is optional: without it, or off CUDA, ``DPE`` computes the same numbers with ``F.conv3d``.
+Triton is optional and imported only when this variant runs; ``optimize`` installs it on CUDA only.
 ``TRITON_INTERPRET=1`` runs the kernel on CPU tensors (used by the tests).
 """
 from __future__ import annotations
