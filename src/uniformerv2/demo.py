@@ -34,7 +34,7 @@ MODELS = {
                    "options": {**COMMON, "local_mhra": "none", "global_layers": [], "temporal_downsample": False},
                    "title": "frame-only ablation"},
 }
-EPOCHS = 16
+EPOCHS = 20
 WARMUP_STEPS = 100  # from scratch, a short warmup can leave the tiny model stuck at chance
 THREADS = 1         # per training: a model this small runs best on one core, and two side by side use two
 
