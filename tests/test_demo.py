@@ -16,6 +16,7 @@ from uniformerv2 import demo
 MIN_TOP1 = 0.90            # README: UniFormerV2 above 90 %
 MAX_FROM_CHANCE = 0.10     # README: the frame-only ablation within 10 points of chance
 MAX_DEMO_SECONDS = 8 * 60  # README: the demo itself in under 8 minutes on 2 cores
+MAX_MAKE_DEMO_SECONDS = 10 * 60  # README: `make demo` on a fresh clone, .venv set-up included
 REDUCED = dict(classes=["moving left", "moving right"], videos_per_class=100, epochs=16)  # ~1.5 min on 2 cores
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -81,3 +82,20 @@ def test_readme_output_block_shows_the_margins_and_is_what_the_demo_prints():
     start = lines.index(printed[0])
     assert lines[start:start + len(printed)] == printed
     assert any(f"{demo.EPOCHS} epochs" in ln for ln in lines)
+    made = [re.fullmatch(r"make demo: (\d+) s in all", ln) for ln in lines]
+    made = [int(m.group(1)) for m in made if m]
+    assert len(made) == 1 and seconds["total"] < made[0] <= MAX_MAKE_DEMO_SECONDS
+
+
+def test_readme_seed_table_keeps_the_margins_for_every_seed():
+    """The README's runs of the full demo with other seeds: each one keeps the same margins."""
+    text = README.read_text()
+    section = text[text.index("`make demo` generates"):]
+    section = section[:section.index("\n## ")]
+    rows = re.findall(r"^\| (\d+) \| ([\d.]+)% \| ([\d.]+)% \| ([\d.]+)% \| ([\d.]+) \| (\d+) \|$", section,
+                      flags=re.M)
+    assert len({r[0] for r in rows}) == len(rows) >= 3, "README: a table of at least three seeds"
+    for seed, ours, frame_only, chance, prob, seconds in rows:
+        assert float(ours) / 100 >= MIN_TOP1, f"seed {seed}"
+        assert abs(float(frame_only) - float(chance)) / 100 <= MAX_FROM_CHANCE, f"seed {seed}"
+        assert 0 < float(prob) <= 1 and int(seconds) <= MAX_DEMO_SECONDS, f"seed {seed}"
