@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-import uniformerv2
 from test_inference_runs import ENV, ROOT, _kill_when_started
 from videogen import write_video
+from weightfiles import saved_noisy_model
 
 FILES = ("metrics.json", "predictions.json", "per_class.csv", "manifest.jsonl")
 
@@ -21,13 +20,7 @@ FILES = ("metrics.json", "predictions.json", "per_class.csv", "manifest.jsonl")
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
-    torch.manual_seed(5)
-    model = uniformerv2.create_model("uniformerv2_nano", num_classes=3, num_frames=4)
-    with torch.no_grad():
-        for t in model.state_dict().values():
-            if t.is_floating_point():
-                t.add_(torch.randn(t.shape) * 0.1)
-    model.save_pretrained(root / "model")
+    saved_noisy_model(root / "model", "uniformerv2_nano", seed=5, scale=0.1, num_classes=3, num_frames=4)
     (root / "v").mkdir()
     lines = []
     for i in range(13):

@@ -11,26 +11,20 @@ import numpy as np
 import pytest
 import torch
 
-import uniformerv2
 from uniformerv2 import VideoClassifier
 from uniformerv2.inference import Failure
 from uniformerv2.data.decode import read_frames
 from uniformerv2.inference.pipeline import Batcher, Chunk, RunStats, ViewSpec, video_chunks
 from uniformerv2.inference.views import ViewMaker, normalize_views
 from videogen import write_video
+from weightfiles import saved_noisy_model
 
 HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(11)
-    model = uniformerv2.create_model("tiny_k400_8x64")
-    with torch.no_grad():
-        for t in model.state_dict().values():
-            if t.is_floating_point():
-                t.add_(torch.randn(t.shape) * 0.05)
-    return model.save_pretrained(tmp_path_factory.mktemp("model") / "tiny")
+    return saved_noisy_model(tmp_path_factory.mktemp("model") / "tiny", seed=11)
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
-import uniformerv2
 from uniformerv2.cli import main
 from uniformerv2.fileio import read_jsonl
 from uniformerv2.inference.inputs import collect_videos, output_names, read_path_list
 from videogen import write_video
+from weightfiles import saved_noisy_model
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}   # the same threads per process in every run (see pipeline)
@@ -41,13 +40,7 @@ def torchrun(n, *args):
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A tiny model with random weights, saved with save_pretrained (config + safetensors)."""
-    torch.manual_seed(3)
-    model = uniformerv2.create_model("tiny_k400_8x64")
-    with torch.no_grad():
-        for t in model.state_dict().values():
-            if t.is_floating_point():
-                t.add_(torch.randn(t.shape) * 0.05)
-    return model.save_pretrained(tmp_path_factory.mktemp("model") / "tiny")
+    return saved_noisy_model(tmp_path_factory.mktemp("model") / "tiny", seed=3)
 
 
 @pytest.fixture(scope="module")

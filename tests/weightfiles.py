@@ -26,6 +26,18 @@ def tiny_official(preset="tiny_k400_8x64", seed=0, **opts):
     return model, u.export_official_state_dict(model)
 
 
+def saved_noisy_model(path, preset="tiny_k400_8x64", *, seed: int, scale: float = 0.05, **opts):
+    """A model with random weights plus ``scale`` Gaussian noise on every tensor, saved with save_pretrained;
+    returns the model directory."""
+    torch.manual_seed(seed)
+    model = u.create_model(preset, **opts)
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            if t.is_floating_point():
+                t.add_(torch.randn(t.shape) * scale)
+    return model.save_pretrained(path)
+
+
 def hand_mmaction2(official_sd: dict, labels: list[str], mm_labels: str = "kinetics400", meta=None) -> dict:
     """MMAction2's checkpoint of an official-layout state dict whose head rows are named ``labels``."""
     target = load_labels(mm_labels)
