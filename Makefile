@@ -3,6 +3,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.*
+START   := $(shell date +%s)
 
 .PHONY: venv demo test bench clean
 
@@ -15,8 +16,10 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
-demo: venv
+demo: venv  # the demo prints the seconds of each of its steps; this adds the .venv set-up and the total
+	@echo ".venv ready ($$(( $$(date +%s) - $(START) )) s)"
 	$(BIN)/python -m uniformerv2.demo --output demo-output
+	@echo "make demo: $$(( $$(date +%s) - $(START) )) s in all"
 
 test: venv
 	$(BIN)/python -m pytest

@@ -8,6 +8,11 @@ clips of the same video (repeated augmentation; ``collate`` flattens them). A vi
 substituted. ``MultiViewDataset`` item: ``video`` (V, 3, T, H, W), V = clips x crops, clip-major.
 
 Random draws use a generator keyed on (seed, epoch, index) (``set_epoch``), so they do not depend on workers.
+
+``cache``: keep every decoded video in memory (all of its frames, uint8) and sample clips from there, for
+datasets small enough to hold (a few thousand short low-resolution clips): ``cache=True`` for a cache of
+the dataset's own, or a ``ClipCache`` shared by several datasets over the same files. Call ``preload()``
+before iterating with DataLoader workers: entries a worker adds stay in that worker.
 """
 from __future__ import annotations
 
@@ -18,20 +23,50 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import VideoError
-from .decode import DEFAULT_TIMEOUT_S, read_clip
+from .decode import DEFAULT_TIMEOUT_S, check_indices, read_clip
 from .lists import VideoItem, read_labels, read_video_list, scan_class_folders
 from .loader import sample_generator
 from .sampling import dense_indices, sparse_indices
 
-__all__ = ["VideoListDataset", "MultiViewDataset", "chunk_views", "read_video_list", "read_labels", "VideoItem",
+__all__ = ["VideoListDataset", "MultiViewDataset", "ClipCache", "chunk_views", "read_video_list", "read_labels", "VideoItem",
            "scan_class_folders"]
+
+
+class ClipCache:
+    """Decoded videos by path: ``(all frames (N, H, W, 3) uint8, VideoInfo)``, or the ``VideoError`` that
+    reading the video raised (an unreadable video is tried once). ``nbytes``: the frames held."""
+
+    def __init__(self):
+        self._entries: dict = {}
+        self.nbytes = 0
+
+    def __len__(self):
+        return len(self._entries)
+
+    def __contains__(self, path) -> bool:
+        return str(path) in self._entries
+
+    def get(self, path, decode):
+        """The entry of ``path``, decoded with ``decode() -> (frames, info)`` on the first request."""
+        key = str(path)
+        entry = self._entries.get(key)
+        if entry is None:
+            try:
+                entry = decode()
+                self.nbytes += entry[0].nbytes
+            except VideoError as e:
+                entry = e
+            self._entries[key] = entry
+        if isinstance(entry, VideoError):
+            raise VideoError(str(entry))
+        return entry
 
 
 class _Base(Dataset):
     window_in_train = False
 
     def __init__(self, items, *, num_frames, sampling, stride, backend, timeout, seed, frame_template,
-                 frame_start_index, bgr, list_options):
+                 frame_start_index, bgr, list_options, cache=None):
         self.classes = None
         if isinstance(items, (str, bytes)) or hasattr(items, "__fspath__"):
             if os.path.isdir(items):
@@ -47,6 +82,7 @@ class _Base(Dataset):
         self.backend, self.timeout, self.seed, self.bgr = backend, timeout, seed, bgr
         self.frame_template, self.frame_start_index = frame_template, frame_start_index
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()   # seen by persistent workers
+        self.cache = ClipCache() if cache is True else (None if cache is None or cache is False else cache)
 
     def __len__(self):
         return len(self.items)
@@ -82,12 +118,41 @@ class _Base(Dataset):
                 first = int(n * item.start / item.total_time)
                 length = max(1, min(int(n * (item.end - item.start) / item.total_time), n - first))
                 return first + np.asarray(sample(length))
-            frames, indices, info = read_clip(item.path, windowed, self.backend, timeout=self.timeout, **folder)
+            frames, indices, info = self._read_clip(item, windowed, folder)
         else:
-            frames, indices, info = read_clip(item.path, sample, self.backend, timeout=self.timeout, **folder)
+            frames, indices, info = self._read_clip(item, sample, folder)
         if self.bgr:
             frames = np.ascontiguousarray(frames[..., ::-1])
         return frames, indices, info
+
+    def _read_clip(self, item: VideoItem, sample, folder: dict):
+        if self.cache is None:
+            return read_clip(item.path, sample, self.backend, timeout=self.timeout, **folder)
+        every, info = self.cache.get(item.path, lambda: self._read_all(item, folder))
+        indices = check_indices(item.path, sample(len(every)), len(every))
+        return every[indices], indices, info
+
+    def _read_all(self, item: VideoItem, folder: dict):
+        frames, _, info = read_clip(item.path, np.arange, self.backend, timeout=self.timeout, **folder)
+        return frames, info
+
+    def preload(self, progress: bool = False) -> int:
+        """Decode every video into the cache now (needs ``cache``); returns how many could not be read."""
+        if self.cache is None:
+            raise ValueError("preload() needs a dataset built with cache=True or a ClipCache")
+        bad = 0
+        items = self.items
+        if progress:
+            from tqdm import tqdm
+            items = tqdm(items, desc="decode", unit="video", leave=False)
+        for item in items:
+            folder = {} if item.num_frames is None else dict(
+                num_frames=item.num_frames, template=self.frame_template, start_index=self.frame_start_index)
+            try:
+                self.cache.get(item.path, lambda: self._read_all(item, folder))
+            except VideoError:
+                bad += 1
+        return bad
 
     def failure(self, index: int, item: VideoItem, error: Exception) -> dict:
         return {"error": " ".join(str(error).split()), "path": item.path, "index": index, "label": item.label}
@@ -104,10 +169,10 @@ class VideoListDataset(_Base):
                  sampling: str = "sparse", stride: int | None = None, repeats: int = 1, raw: bool = False,
                  backend: str = "pyav", timeout: float | None = DEFAULT_TIMEOUT_S, seed: int = 0,
                  frame_template: str = "img_{:05d}.jpg", frame_start_index: int = 1, bgr: bool = False,
-                 on_error: str = "skip", min_frames: int = 1, list_options: dict | None = None):
+                 on_error: str = "skip", min_frames: int = 1, list_options: dict | None = None, cache=None):
         super().__init__(items, num_frames=num_frames, sampling=sampling, stride=stride, backend=backend,
                          timeout=timeout, seed=seed, frame_template=frame_template,
-                         frame_start_index=frame_start_index, bgr=bgr, list_options=list_options)
+                         frame_start_index=frame_start_index, bgr=bgr, list_options=list_options, cache=cache)
         if on_error not in ("skip", "raise"):
             raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
         self.split, self.transform, self.repeats, self.raw, self.on_error = split, transform, repeats, raw, on_error
@@ -148,10 +213,10 @@ class MultiViewDataset(_Base):
     def __init__(self, items, *, transform, num_frames: int = 8, num_clips: int = 4, num_crops: int = 3,
                  sampling: str = "sparse", stride: int | None = None, backend: str = "pyav",
                  timeout: float | None = DEFAULT_TIMEOUT_S, frame_template: str = "img_{:05d}.jpg",
-                 frame_start_index: int = 1, bgr: bool = False, list_options: dict | None = None):
+                 frame_start_index: int = 1, bgr: bool = False, list_options: dict | None = None, cache=None):
         super().__init__(items, num_frames=num_frames, sampling=sampling, stride=stride, backend=backend,
                          timeout=timeout, seed=0, frame_template=frame_template,
-                         frame_start_index=frame_start_index, bgr=bgr, list_options=list_options)
+                         frame_start_index=frame_start_index, bgr=bgr, list_options=list_options, cache=cache)
         self.transform, self.num_clips, self.num_crops = transform, num_clips, num_crops
 
     def __getitem__(self, index: int) -> dict:

@@ -23,19 +23,19 @@ def _list_path(root: str, name: str) -> str:
 
 
 def build_datasets(cfg: dict, data_config, splits=("train", "val"), labels=None,
-                   num_classes: int | None = None) -> dict:
+                   num_classes: int | None = None, cache=None) -> dict:
     """{"train": clips with training augmentation, "val": one centre view, "test": all test views}.
 
     ``data_config`` is the model's ``DataConfig`` (frames, crop, mean/std, sampling, flip, RandAugment,
     repeated augmentation, BGR, test views), ``data.pipeline`` already applied; ``labels`` resolve class
-    names in lists.
+    names in lists; ``cache``: a ``data.ClipCache`` the datasets keep decoded videos in (small datasets only).
     """
     from .. import data as D
 
     d, dc, out = cfg["data"], data_config, {}
     common = dict(num_frames=dc.num_frames, sampling=dc.sampling, stride=dc.stride, backend=d["backend"],
                   timeout=d["timeout"], frame_template=d["frame_template"],
-                  frame_start_index=d["frame_start_index"], bgr=dc.bgr)
+                  frame_start_index=d["frame_start_index"], bgr=dc.bgr, cache=cache)
     norm = dict(crop_size=dc.crop_size, short_side=dc.test_short_side, mean=dc.mean, std=dc.std)
     for split in splits:
         if not d.get(split):
