@@ -9,8 +9,8 @@ CPU, for the whole batch on the device:
 1. repeated augmentation: every clip becomes ``repeats`` consecutive rows (shipped once);
 2. RandAugment at the clip's own resolution (``randaugment.apply_plans``: one op sequence, magnitudes and signs
    per clip, the same code as the CPU RandAugment, which runs it on one unpadded clip);
-3. the Inception random-resized crop and bilinear resize to ``crop_size`` (the taps ``F.interpolate`` uses on
-   the CPU, per clip, gathered row then column);
+3. the Inception random-resized crop and bilinear resize to ``crop_size`` (``F.interpolate`` per clip, as on
+   the CPU);
 4. the horizontal flip; 5. normalisation to float ``(B, 3, T, S, S)``; 6. mixup / CutMix (``mixup``).
 
 Randomness: row ``r`` of the clip with sample index ``i`` draws from ``augment_generator(seed, epoch, i, r)``,
@@ -30,11 +30,11 @@ import torch
 
 from .loader import collate, sample_generator
 from .randaugment import FILL, RandAugment, Region, apply_plans
-from .transforms import DEFAULT_MEAN, DEFAULT_STD, random_resized_crop_box
+from .transforms import DEFAULT_MEAN, DEFAULT_STD, random_resized_crop_box, resize
 
 _AUGMENT_STREAM = 0x5EED_A116
 _MIXUP_STREAM = 0x5EED_313C
-CANVAS_MULTIPLE = 8
+CANVAS_MULTIPLE = 1   # the canvas is the largest clip of the batch; clips of one size need no padding
 
 
 def augment_generator(seed: int, epoch: int, index: int, repeat: int = 0) -> torch.Generator:
@@ -163,32 +163,11 @@ class TrainAugment:
 
 
 def crop_resize(x: torch.Tensor, boxes: list, size: int) -> torch.Tensor:
-    """Crop box ``(y, x, h, w)`` of each clip of ``(B, T, C, H, W)`` and resize it to ``size`` x ``size``:
-    bilinear, align_corners=False, no antialias, with the source rows/columns and weights that
-    ``F.interpolate`` uses on the CPU for the cropped frames (edges clamped to the box, not the canvas)."""
-    b, t, c, h, w = x.shape
-    ys, yw0, yw1 = _taps([(y, ch) for y, _, ch, _ in boxes], size, x.device)       # (B, S, 2), (B, S)
-    xs, xw0, xw1 = _taps([(x0, cw) for _, x0, _, cw in boxes], size, x.device)
-    flat = x.reshape(b, t * c, h, w)
-    rows = (flat.gather(2, ys[:, None, :, 0, None].expand(b, t * c, size, w)) * yw0[:, None, :, None]
-            + flat.gather(2, ys[:, None, :, 1, None].expand(b, t * c, size, w)) * yw1[:, None, :, None])
-    out = (rows.gather(3, xs[:, None, None, :, 0].expand(b, t * c, size, size)) * xw0[:, None, None, :]
-           + rows.gather(3, xs[:, None, None, :, 1].expand(b, t * c, size, size)) * xw1[:, None, None, :])
-    return out.view(b, t, c, size, size)
-
-
-def _taps(spans: list, size: int, device):
-    """Per clip: source indices (S, 2) and weights of the S output samples over the span ``(start, length)``,
-    computed as the CPU bilinear kernel does (float32 scale, ``scale * (i + 0.5) - 0.5`` clamped at 0)."""
-    starts = torch.tensor([s for s, _ in spans], dtype=torch.long)
-    lengths = torch.tensor([n for _, n in spans], dtype=torch.long)
-    scale = (lengths.float() / float(size)).double()[:, None]                       # float32 scale
-    src = ((torch.arange(size, dtype=torch.float64)[None] + 0.5) * scale - 0.5).clamp(min=0).float()
-    i0 = torch.minimum(src.long(), lengths[:, None] - 1)
-    i1 = torch.minimum(i0 + 1, lengths[:, None] - 1)
-    w1 = (src - i0.float()).clamp(0, 1)
-    idx = torch.stack([i0, i1], -1) + starts[:, None, None]
-    return idx.to(device), (1 - w1).to(device), w1.to(device)
+    """Crop box ``(y, x, h, w)`` of each clip of ``(B, T, C, H, W)`` and resize it to ``size`` x ``size`` as the CPU
+    transform does (``transforms.resize``: bilinear, align_corners=False, no antialias; edges clamped to the
+    box, not the canvas). One call per clip: B small kernels, next to a training step's hundreds."""
+    return torch.stack([resize(x[b, :, :, y:y + h, x0:x0 + w], (size, size))
+                        for b, (y, x0, h, w) in enumerate(boxes)])
 
 
 class ToDevice:

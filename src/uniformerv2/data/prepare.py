@@ -249,7 +249,7 @@ def _relative(path: str, root: str = "") -> Path:
 def list_entries(source, *, root: str = "", sep: str | None = None) -> tuple[list[_Entry], dict]:
     """The videos of a list file or a folder, with the line each one gets in the new list; and what to write
     besides (``{"list_name", "labels"}``)."""
-    from .lists import _split, read_video_list, scan_class_folders
+    from .lists import FIELDS, _split, scan_class_folders
     from .video import find_videos
 
     source = Path(source)
@@ -270,19 +270,22 @@ def list_entries(source, *, root: str = "", sep: str | None = None) -> tuple[lis
             {"list_name": None, "labels": None}
     if not source.is_file():
         raise UserError(f"{source}: no such list file or folder")
-    items = read_video_list(source, sep=sep, root=root)
-    lines = [ln.strip() for ln in source.read_text(encoding="utf-8").splitlines()
-             if ln.strip() and not ln.strip().startswith("#")]
     entries = []
-    for item, text in zip(items, lines):
-        if item.num_frames is not None:
-            entries.append(_Entry(item.path, "", None))   # a frame folder: reported, not transcoded
+    for lineno, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
             continue
-        fields = _split(text, sep, "auto")
-        written = fields[0]
-        rel = _relative(written, root)
+        fields = _split(text, sep, "auto")       # labels pass through as written (indices or class names)
+        if len(fields) not in FIELDS.values():
+            raise UserError(f"{source}:{lineno}: expected 'path label', 'dir num_frames label' or "
+                            f"'path total_time start end label', got {text[:80]!r}")
+        path = fields[0] if os.path.isabs(fields[0]) or not root else os.path.join(root, fields[0])
+        if len(fields) == FIELDS["frames"]:
+            entries.append(_Entry(path, "", None))   # a frame folder: reported, not transcoded
+            continue
+        rel = str(_relative(fields[0], root))
         sep_used = sep if sep is not None else ("," if "," in text else " ")
-        entries.append(_Entry(item.path, str(rel), sep_used.join([str(rel), *fields[1:]])))
+        entries.append(_Entry(path, rel, sep_used.join([rel, *fields[1:]])))
     return entries, {"list_name": source.name, "labels": None}
 
 

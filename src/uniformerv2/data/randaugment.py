@@ -114,7 +114,8 @@ def _mean_gray(x: torch.Tensor, region: Region | None) -> torch.Tensor:
 
 
 def _sharpness_degenerate(x: torch.Tensor, region: Region | None) -> torch.Tensor:
-    """PIL's SMOOTH filter (3x3, centre weight 5, sum / 13) inside each clip; its border pixels are kept."""
+    """PIL's SMOOTH filter (3x3, centre weight 5, sum / 13) inside each clip; its border pixels are kept. The
+    weighted sums of integer levels are exact in float32 whatever the order of the additions."""
     h, w = x.shape[-2:]
     p = F.pad(x, (1, 1, 1, 1))
     total = 4 * x
@@ -190,6 +191,7 @@ def apply_plans(x: torch.Tensor, plans: list, region: Region | None = None, tran
                 ) -> torch.Tensor:
     """Run each clip's plan (``RandAugment.sample``) on float clips ``(B, T, 3, H, W)``: step by step, the clips
     whose step is the same op in one call. Rounded and clamped to [0, 255] after every op, as PIL images are."""
+    owned = False     # x is the caller's until the first partial update copies it
     for step in range(max((len(p) for p in plans), default=0)):
         groups: dict = {}
         for b, plan in enumerate(plans):
@@ -204,9 +206,11 @@ def apply_plans(x: torch.Tensor, plans: list, region: Region | None = None, tran
             if sub_region is not None:
                 out = torch.where(sub_region.mask, out, FILL)
             if whole:
-                x = out
+                x, owned = out, True
             else:
-                x = x.index_copy(0, idx, out)
+                if not owned:
+                    x, owned = x.clone(), True
+                x.index_copy_(0, idx, out)
     return x
 
 
