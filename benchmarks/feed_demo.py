@@ -65,7 +65,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from uniformerv2 import synth
-    from uniformerv2.data.prepare import prepare
+    from uniformerv2.data.transcode import prepare_dataset
     from uniformerv2.engine import train
 
     out = Path(args.out)
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     if not (data / "test.csv").exists():
         synth.generate(data, seed=0, workers=args.workers, progress=False)
     for name in ("train.csv", "val.csv", "test.csv"):
-        r = prepare(data / name, prepared, root=str(data), workers=args.workers, psnr_sample=8)
+        r = prepare_dataset(data / name, prepared, root=str(data), workers=args.workers, psnr_sample=8)
         print(f"prepared {name}: {r['done']} done, {r['skipped']} already there, {r['failed']} failed; "
               f"{r['bytes_before'] / 2**20:.1f} -> {r['bytes_after'] / 2**20:.1f} MiB; PSNR {r['psnr']['mean']}",
               flush=True)

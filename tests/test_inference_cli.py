@@ -128,8 +128,13 @@ def test_features_cli(ckpt, clf, tmp_path):
     assert one["features"].shape == (64,) and one["view_features"].shape == (3, 64)
     ref = clf.extract_features(src / "a" / "one.mp4", views="1x3")
     np.testing.assert_allclose(one["features"], ref.features, atol=1e-5)
-    assert main(["features", str(src / "a" / "one.mp4"), "--model", str(ckpt), *MODEL, "--out", str(out),
-                 "--format", "npy", "--window", "1"]) == 0
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 2
+    # the folder holds that run: another one there needs --overwrite (or --resume for the same settings)
+    again = ["features", str(src / "a" / "one.mp4"), "--model", str(ckpt), *MODEL, "--out", str(out),
+             "--format", "npy", "--window", "1"]
+    assert main(again) == 2
+    assert main(again + ["--overwrite"]) == 0
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 1
     assert np.load(out / "one.npy").shape == (3, 64)
     np.testing.assert_allclose(np.load(out / "one.windows.npy"), [[0, 1], [1, 2], [2, 3]])
 

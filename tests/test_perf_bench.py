@@ -126,3 +126,20 @@ def test_side_by_side_with_official_code():
     r = compare_on_cpu(os.environ["UNIFORMERV2_OFFICIAL"], "tiny_ssv2_8x64", iters=1)
     assert r["optimized_max_abs_logit_diff"] < 1e-4 and r["reference_max_abs_logit_diff"] < 1e-4
     assert r["optimized_ms"] > 0 and r["official_ms"] > 0
+
+
+def test_inference_pipeline_bench_prints_ratios(capsys, tmp_path):
+    """`bench --inference-pipeline`: one row per worker count with positive rates, 1.00x for 0 workers; the
+    per-core decode rate of recipes without building their models."""
+    from uniformerv2.inference.benchmark import bench_inference_pipeline
+
+    r = bench_inference_pipeline("uniformerv2_nano", workers=(0, 1), videos=3, seconds=1.0, rounds=1,
+                                 workdir=tmp_path, verbose=False)
+    assert [x["workers"] for x in r["rows"]] == [0, 1] and r["rows"][0]["ratio"] == 1.0
+    assert all(x["videos_per_s"] > 0 and 0 <= x["data_wait"] <= 1 for x in r["rows"])
+    assert r["decode_videos_per_core_s"] > 0 and r["cores_for_model"] > 0 and r["views"] == "1x1"
+    assert main(["bench", "--inference-pipeline", "--decode-presets", "tiny_k400_8x64", "tiny_ssv2_8x64",
+                 "--seconds", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| tiny_")]
+    assert [line.split(" | ")[1] for line in rows] == ["1x1", "1x1"] and all(float(line.split(" | ")[-1][:-2]) > 0 for line in rows)

@@ -12,6 +12,10 @@ def __getattr__(name):  # heavier parts load on first use
         from .inference import VideoClassifier
 
         return VideoClassifier
+    if name == "finetune":
+        from .engine.finetune import finetune
+
+        return finetune
     if name == "DataConfig":
         from .data.config import DataConfig
 
@@ -21,4 +25,4 @@ def __getattr__(name):  # heavier parts load on first use
 
 __all__ = ["create_model", "load_model", "from_pretrained", "save_pretrained", "list_models", "list_presets",
            "get_preset", "export_official_state_dict", "ModelConfig", "DataConfig", "UniFormerV2",
-           "VideoClassifier", "UserError", "CheckpointError", "VideoError", "__version__"]
+           "VideoClassifier", "finetune", "UserError", "CheckpointError", "VideoError", "__version__"]

@@ -191,7 +191,7 @@ def pipeline_files(root, count: int = 4, seconds: float = 10.0, settings=None) -
     (mean PSNR of the prepared frames against the sources, bytes after / before; None where reused)."""
     from pathlib import Path
 
-    from .data.prepare import PrepareSettings, transcode
+    from .data.transcode import PrepareSettings, transcode
 
     raw = kinetics_like_files(Path(root) / "raw", count, seconds)
     prepared, psnrs = [], []
@@ -333,7 +333,7 @@ def bench_pipeline(preset: str = "k400_b16_8x224", *, batch_size: int = 8, worke
                    seconds: float = 4.0, workdir=None, train: bool = True, grad_ckpt=0, dpe: str = "auto",
                    model=None, files: str = "prepared", augment_on: str = "device", verbose: bool = True) -> dict:
     """End-to-end training throughput with real decoding: ``videos`` generated Kinetics-like H.264 files
-    (340×256, 30 fps; ``files="prepared"``: transcoded by ``data.prepare`` first), read by ``workers``
+    (340×256, 30 fps; ``files="prepared"``: transcoded by ``data.transcode`` first), read by ``workers``
     DataLoader processes that either run the preset's training transform (``augment_on="cpu"``) or only
     decode (``"device"``: ``TrainAugment`` on the device), then a training step. Returns clips/s, the fraction
     of wall time the step loop waited for data, and the workers' clips per CPU second."""
@@ -491,7 +491,7 @@ def bench_prepare(*, intervals=(1, 2, 4, 8, 16, 32), frames=(8, 16, 32), files: 
     import tempfile
     from pathlib import Path
 
-    from .data.prepare import PrepareSettings, transcode
+    from .data.transcode import PrepareSettings, transcode
 
     base = settings or PrepareSettings()
     tmp = tempfile.TemporaryDirectory() if workdir is None else None

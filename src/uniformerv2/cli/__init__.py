@@ -16,7 +16,7 @@ from ..errors import UserError
 
 COMMANDS = [
     "models", "download", "info", "convert", "bench", "scan", "prepare", "synth",
-    "train", "eval", "predict", "features", "export",
+    "train", "finetune", "eval", "predict", "features", "export",
 ]
 
 

@@ -1,5 +1,5 @@
-"""`uniformerv2 bench`: clips/s and peak memory of our model, the input pipeline, prepared files, or the video
-decoder.
+"""`uniformerv2 bench`: clips/s and peak memory of our model, the input pipeline, prepared files, the inference
+pipeline, or the video decoder.
 
 Comparisons with the official model code (CPU latency side by side, the GPU table) are scripts in
 ``benchmarks/`` of the source tree: ``benchmarks/cpu_vs_official.py`` and ``benchmarks/gpu_suite.py``.
@@ -49,14 +49,26 @@ def add_parser(sub):
     p.add_argument("--augment-on", choices=["cpu", "device"], default="device",
                    help="--pipeline end-to-end: training transform in the workers or on the device (default)")
     p.add_argument("--clips", type=int, default=24, help="--pipeline: clips timed per case of the per-core table")
-    p.add_argument("--workers", type=int, default=4, help="--pipeline: DataLoader worker processes")
+    p.add_argument("--workers", type=int, default=None,
+                   help="--pipeline: DataLoader worker processes (default 4); --inference-pipeline: measure 0..N "
+                        "input workers (default: usable cores minus one)")
+    p.add_argument("--inference-pipeline", action="store_true",
+                   help="videos/s of predict (or --task features) over generated videos for 0..--workers input "
+                        "workers, side by side, with the ratio to 0 workers and the per-core decode rate")
+    p.add_argument("--task", choices=["predict", "features"], default="predict", help="--inference-pipeline")
+    p.add_argument("--views", metavar="CxK", help="--inference-pipeline: test views (default: the preset's)")
+    p.add_argument("--seconds", type=float, default=10.0, help="--inference-pipeline: length of each video")
+    p.add_argument("--rounds", type=int, default=2, help="--inference-pipeline: rounds over all worker counts")
+    p.add_argument("--decode-presets", nargs="+", metavar="PRESET",
+                   help="--inference-pipeline: only the per-core decode rate of these presets' test views")
     p.add_argument("--steps", type=int, default=10, help="--pipeline: timed steps")
-    p.add_argument("--videos", type=int, default=32, help="--pipeline: dataset size (files are generated)")
+    p.add_argument("--videos", type=int, default=None,
+                   help="--pipeline / --inference-pipeline: dataset size (files are generated; default 32 / 16)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..bench import TABLE_HEAD, bench_model, bench_pipeline, header, table_row, threads
+    from ..bench import TABLE_HEAD, bench_model, header, table_row, threads
     from ..factory import create_model
 
     with threads(args.threads):
@@ -68,7 +80,10 @@ def run(args) -> int:
         mode = args.compile_mode or ("full" if args.compile else "none")
         lines = [header()]
         print(lines[0])
-        if args.prepare:
+        if args.inference_pipeline:
+            lines += _inference_pipeline(args)
+            print("\n".join(lines[1:]))
+        elif args.prepare:
             lines += _prepare()
             print("\n".join(lines[1:]))
         elif args.pipeline:
@@ -110,11 +125,41 @@ def _pipeline(args, mode: str) -> list[str]:
            f"with the defaults (PSNR {psnr}, size x{r['size_ratio']:.2f}); {r['clips']} clips per case, one worker "
            f"process each; device: {r['device']}; load average {r['load']}", "", *pipeline_table(r)]
     if args.steps > 0:
-        e = bench_pipeline(args.preset, batch_size=args.batch_size, workers=args.workers, steps=args.steps,
-                           videos=args.videos, dtype=args.dtype, device=args.device, compile=mode, train=True,
-                           grad_ckpt=args.grad_ckpt, files=args.files, augment_on=args.augment_on, verbose=False)
+        e = bench_pipeline(args.preset, batch_size=args.batch_size, workers=4 if args.workers is None else args.workers,
+                           steps=args.steps, videos=args.videos or 32, dtype=args.dtype, device=args.device,
+                           compile=mode, train=True, grad_ckpt=args.grad_ckpt, files=args.files,
+                           augment_on=args.augment_on, verbose=False)
         out += ["", "| preset | files | augmentation | batch | workers | clips/s | data wait | clips/s per worker core |",
                 "|---|---|---|---|---|---|---|---|",
                 f"| {e['preset']} | {e['files']} | {e['augment_on']} | {e['batch_size']} | {e['workers']} | "
                 f"{e['clips_per_s']:.2f} | {100 * e['data_wait_fraction']:.0f}% | {e['clips_per_core_s']:.1f} |"]
+    return out
+
+
+def _inference_pipeline(args) -> list[str]:
+    """Markdown lines of ``--inference-pipeline``."""
+    import os
+
+    from ..inference.benchmark import bench_inference_pipeline, recipe_decode_rates
+    from ..inference.pipeline import default_workers
+
+    if args.decode_presets:
+        rows = recipe_decode_rates(args.decode_presets, seconds=args.seconds)
+        return ["| preset | test views | frames x size | videos/s per core (decode + crops) |", "|---|---|---|---|"] + [
+            f"| {r['preset']} | {r['views']} | {r['frames']}x{r['size']} | {r['videos_per_core_s']:.2f} |" for r in rows]
+    top = default_workers() if args.workers is None else args.workers
+    batch = None if args.batch_size == 1 else args.batch_size   # --batch-size left at its default: the model's own
+    r = bench_inference_pipeline(args.preset, workers=tuple(range(top + 1)), videos=args.videos or 16,
+                                 seconds=args.seconds, views=args.views, task=args.task, device=args.device,
+                                 dtype=args.model_dtype, batch_size=batch, rounds=args.rounds)
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    out = [f"{r['task']} over {r['videos']} generated {r['seconds_per_video']:g} s 340x256 videos, {r['preset']}, "
+           f"views {r['views']}, {r['batch_size']} views per forward pass, {r['rounds']} rounds; load average {load}",
+           "", "| input workers | videos/s | clips/s | data wait | CPU s per video | vs 0 workers |",
+           "|---|---|---|---|---|---|"]
+    out += [f"| {x['workers']} | {x['videos_per_s']:.2f} | {x['clips_per_s']:.1f} | {100 * x['data_wait']:.0f}% | "
+            f"{x['cpu_s_per_video']:.3f} | {x['ratio']:.2f}x |" for x in r["rows"]]
+    out += ["", f"decode: {r['decode_videos_per_core_s']:.2f} videos/s per core; model alone ({r['device']}): "
+                f"{r['model_clips_per_s']:.1f} clips/s = {r['model_videos_per_s']:.2f} videos/s, which needs about "
+                f"{r['cores_for_model']:.1f} input worker cores"]
     return out

@@ -1,64 +1,59 @@
-"""``uniformerv2 features PATH... --model M --out DIR``: save pre-head features per video or per window."""
+"""``uniformerv2 features PATH... --model M --out DIR``: save pre-head features per video or per window; in
+parallel, over several processes under torchrun, resumable."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from ..errors import UserError, VideoError
-from .predict import add_model_args, add_window_args, load_classifier, progress
+from ..errors import UserError
+from .predict import (add_input_args, add_model_args, add_run_args, add_window_args, check_run_args, collect,
+                      load_classifier, run_signature, setup_processes)
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "features", help="extract pre-head video features (per video or per window)",
         description="Write the fused pre-head feature of each video (mean over the test views; per window "
-                    "with --window) to DIR, mirroring the layout of input folders. Exit code 1 when some "
-                    "inputs could not be read.")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="video files or folders (searched recursively)")
+                    "with --window) to DIR, mirroring the layout of input folders, with manifest.jsonl "
+                    "(status of every input). Decoding runs in --workers processes; torchrun spreads the "
+                    "list over processes; --resume continues a killed run. Exit code 1 when some inputs could "
+                    "not be read.")
+    add_input_args(p)
     add_model_args(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--format", choices=["safetensors", "npy"], default="safetensors",
                    help="file format (default: safetensors, which also keeps per-view features)")
     add_window_args(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..inference.features import save_features
-    from ..inference.inputs import collect_videos
+    from ..inference.inputs import output_names
+    from ..inference.run import run_dataset
 
-    videos = collect_videos(args.paths)
-    clf = load_classifier(args)
+    check_run_args(args)
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is not a folder")
-    model_name = clf.model.preset or clf.model.cfg.arch
-    used, failed = set(), 0
-    with progress(len(videos), args.quiet) as bar:
-        for path, rel in videos:
-            target = _unique(out_dir / rel.with_suffix(""), used)
-            try:
-                feats = clf.extract_features(str(path), views=args.views, window=args.window, stride=args.stride)
-            except (VideoError, OSError) as e:
-                failed += 1
-                bar.write(f"{path}: ERROR: {' '.join(str(e).split())}", file=sys.stderr)
-            else:
-                meta = {"path": str(path), "model": model_name, "views": args.views or "default",
-                        "dim": str(feats.features.shape[-1])}
-                written = save_features(feats, target, args.format, meta)
-                bar.write(f"{path} -> {written[0]} {list(feats.features.shape)}", file=sys.stdout)
-            bar.update(1)
-    if failed:
-        print(f"uniformerv2: {failed} of {len(videos)} inputs failed", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def _unique(target: Path, used: set) -> Path:
-    """``target``, or ``target-1``, ``target-2``... when two inputs share a name."""
-    cand, n = target, 0
-    while cand in used:
-        n += 1
-        cand = target.with_name(f"{target.name}-{n}")
-    used.add(cand)
-    return cand
+    found = collect(args)
+    videos, names = [str(v) for v, _ in found], output_names(found)
+    rank, _, device, cleanup = setup_processes(args)
+    try:
+        clf = load_classifier(args, device)
+        report = run_dataset(clf, videos, out_dir, task="features", names=names, views=args.views,
+                             window=args.window, stride=args.stride, fmt=args.format, workers=args.workers,
+                             batch_size=args.batch_size, resume=args.resume, retry_failed=args.retry_failed,
+                             overwrite=args.overwrite, signature=run_signature(args), progress=not args.quiet)
+    finally:
+        cleanup()
+    if rank != 0:
+        return 1 if report.failed else 0
+    if report.resumed:
+        print(f"resumed: {report.resumed} inputs recorded earlier were skipped", file=sys.stderr)
+    done = len(report.records) - report.failed
+    print(f"wrote {done} feature files and {out_dir / 'manifest.jsonl'}", file=sys.stderr)
+    if report.failed:
+        print(f"uniformerv2: {report.failed} of {len(report.records)} inputs failed", file=sys.stderr)
+    print(report.stats.line(), file=sys.stderr)
+    return 1 if report.failed else 0

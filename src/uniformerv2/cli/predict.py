@@ -1,24 +1,21 @@
-"""``uniformerv2 predict PATH... --model M``: classify videos (files or folders), optionally per time window."""
+"""``uniformerv2 predict PATH... --model M``: classify videos (files, folders, lists, globs), optionally per
+time window; in parallel, over several processes under torchrun, resumable with ``--out DIR``."""
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from pathlib import Path
 
 from ..errors import UserError
 
-FILES_PER_BATCH = 4  # whole-video predictions: the views of this many files share forward passes
-
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", required=True, metavar="PATH",
                    help="a pretrained name (e.g. k400_b16_8x224: downloaded once; `uniformerv2 models "
-                        "--pretrained`), a model directory, or a checkpoint file (official .pyth, MMAction2 .pth, "
-                        "ours) with --preset")
+                        "--pretrained`), a model or run directory, or a checkpoint file (official .pyth, MMAction2 "
+                        ".pth, ours) with --preset")
     g.add_argument("--preset", metavar="NAME", help="preset of a checkpoint file, e.g. k400_b16_8x224")
     g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
     g.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], help="default: bf16 on GPU, fp32 on CPU")
@@ -30,99 +27,175 @@ def add_window_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stride", type=float, metavar="S", help="seconds between window starts (default: --window)")
 
 
-def load_classifier(args):
+def add_input_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="video files, folders (searched recursively), list files (.txt/.csv: one video per "
+                        "line) or quoted globs ('videos/**/*.mp4')")
+    p.add_argument("--root", metavar="DIR", help="resolve relative video paths (arguments, globs, list entries) here")
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("running over many videos")
+    g.add_argument("--workers", type=int, metavar="N",
+                   help="processes that decode and crop videos (default: usable cores minus one, per process "
+                        "under torchrun; 0: decode in the process that runs the model)")
+    g.add_argument("--batch-size", type=int, metavar="V",
+                   help="views per forward pass, shared by several videos (default: from the memory cap, at "
+                        "most 64 on a GPU and 8 on a CPU)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run recorded in the output folder: skip the inputs it did (and those "
+                        "that failed, unless --retry-failed)")
+    g.add_argument("--retry-failed", action="store_true", help="with --resume: try the failed inputs again")
+    g.add_argument("--overwrite", action="store_true", help="start again in an output folder that holds a run")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def check_run_args(args) -> None:
+    if args.stride is not None and args.window is None:
+        raise UserError("--stride needs --window")
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"--workers must be >= 0, got {args.workers}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.retry_failed and not args.resume:
+        raise UserError("--retry-failed goes with --resume")
+    if args.resume and args.overwrite:
+        raise UserError("--resume and --overwrite exclude each other")
+
+
+def load_classifier(args, device=None):
+    """The model of ``--model`` (resolved by ``factory.load_model``) on ``device`` (default: ``--device``)."""
     from ..inference import VideoClassifier
 
     if args.stride is not None and args.window is None:
         raise UserError("--stride needs --window")
-    return VideoClassifier.from_pretrained(args.model, preset=args.preset, device=args.device, dtype=args.dtype)
+    return VideoClassifier.from_pretrained(args.model, preset=args.preset, device=device or args.device,
+                                           dtype=args.dtype)
 
 
-def progress(total: int, quiet: bool):
-    from tqdm import tqdm
+def collect(args) -> list:
+    """The input videos: [(path, name relative to where it was found)]."""
+    from ..inference.inputs import collect_videos
 
-    return tqdm(total=total, unit="video", file=sys.stderr, disable=quiet or total < 2, dynamic_ncols=True)
+    return collect_videos(args.paths, root=args.root,
+                          warn=lambda msg: print(f"uniformerv2: warning: {msg}", file=sys.stderr))
+
+
+def setup_processes(args):
+    """Join the torchrun process group if there is one (gloo on CPU, NCCL on GPUs, one GPU per process):
+    (rank, world size, this process's device, cleanup)."""
+    from ..engine import distributed as dist
+
+    info = dist.setup(args.device or "auto")
+    device = info.device if info.enabled else args.device
+    return info.rank, info.world_size, device, dist.cleanup
+
+
+def run_signature(args) -> dict:
+    """What besides the views and the list decides a run's outputs: the model (checked on --resume)."""
+    model = Path(args.model)
+    return {"model": str(model.resolve()) if model.exists() else args.model, "preset": args.preset}
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "predict", help="classify videos (top-k labels, per-window timelines, annotated output)",
-        description="Classify video files, or every video under folders, with the official test views "
-                    "(sparse clips x crops, summed softmax). Exit code 0: all inputs classified; 1: some "
-                    "could not be read (reported per input); 2: bad usage.")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="video files or folders (searched recursively)")
+        description="Classify videos with the official test views (sparse clips x crops, summed softmax); "
+                    "decoding runs in --workers processes. With --out DIR the run is recorded there and can "
+                    "be resumed or spread over processes with torchrun. Exit code 0: all inputs classified; "
+                    "1: some could not be read (reported per input); 2: bad usage.")
+    add_input_args(p)
     add_model_args(p)
     p.add_argument("--top-k", type=int, default=5, metavar="K", help="labels per prediction (default: 5)")
     add_window_args(p)
-    out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help="print a JSON list, one object per input, to stdout")
-    out.add_argument("--csv", metavar="FILE", help="write one row per (input, window, rank) to FILE")
+    p.add_argument("--out", metavar="DIR",
+                   help="write predictions.json, predictions.csv and manifest.jsonl here (resumable; needed "
+                        "under torchrun)")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per input, to stdout")
+    p.add_argument("--csv", metavar="FILE", help="write one row per (input, window, rank) to FILE")
     p.add_argument("--output-video", metavar="OUT.mp4", help="write the (single) input with the labels drawn on it")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..inference.inputs import collect_videos
+    from ..fileio import atomic_write
+    from ..inference.run import predictions_csv, run_dataset
 
     if args.top_k < 1:
         raise UserError(f"--top-k must be >= 1, got {args.top_k}")
-    videos = [str(v) for v, _ in collect_videos(args.paths)]
+    check_run_args(args)
+    if args.json and args.csv:
+        raise UserError("--json and --csv exclude each other (with --out DIR both files are written there)")
+    if (args.resume or args.overwrite) and not args.out:
+        raise UserError("--resume and --overwrite need --out DIR (where the run is recorded)")
+    if args.output_video and args.out:
+        raise UserError("--output-video writes one annotated video; it does not go with --out")
+    videos = [str(v) for v, _ in collect(args)]
     if args.output_video and len(videos) != 1:
         raise UserError(f"--output-video needs exactly one input video, got {len(videos)}")
-    clf = load_classifier(args)
-    kw = dict(top_k=args.top_k, views=args.views, window=args.window, stride=args.stride, on_error="return")
-    results = []
-    with progress(len(videos), args.quiet) as bar:
-        step = 1 if args.window is not None else FILES_PER_BATCH
-        for i in range(0, len(videos), step):
-            group = videos[i:i + step]
-            results += clf.predict(group, **kw)
-            bar.update(len(group))
-    if args.output_video and results[0].ok:
-        from ..inference.annotate import write_annotated_video
+    rank, world, device, cleanup = setup_processes(args)
+    try:
+        if world > 1 and not args.out:
+            raise UserError("several processes need --out DIR, a folder that all of them can write")
+        clf = load_classifier(args, device)
+        if args.out:
+            report = run_dataset(clf, videos, args.out, task="predict", views=args.views, window=args.window,
+                                 stride=args.stride, top_k=args.top_k, workers=args.workers,
+                                 batch_size=args.batch_size, resume=args.resume, retry_failed=args.retry_failed,
+                                 overwrite=args.overwrite, signature=run_signature(args), progress=not args.quiet)
+            if rank != 0:
+                return 1 if report.failed else 0
+            results, stats = report.results, report.stats
+            if report.resumed:
+                print(f"resumed: {report.resumed} inputs recorded earlier were skipped", file=sys.stderr)
+            print(f"wrote {Path(args.out) / 'predictions.json'}, predictions.csv, manifest.jsonl", file=sys.stderr)
+        else:
+            stream = clf.predict_many(videos, top_k=args.top_k, views=args.views, window=args.window,
+                                      stride=args.stride, workers=args.workers, batch_size=args.batch_size)
+            with _bar(len(videos), args.quiet) as bar:
+                objects = []
+                for r in stream:
+                    objects.append(r)
+                    bar.update(1)
+            results, stats = [r.to_dict() for r in objects], stream.stats
+            if args.output_video and objects[0].ok:
+                from ..inference.annotate import write_annotated_video
 
-        write_annotated_video(videos[0], args.output_video, results[0], top_k=args.top_k)
+                write_annotated_video(videos[0], args.output_video, objects[0], top_k=args.top_k)
+    finally:
+        cleanup()
     if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
+        print(json.dumps(results, indent=2))
     elif args.csv:
-        _write_csv(args.csv, results)
-    else:
+        text = predictions_csv(results)
+        atomic_write(Path(args.csv), lambda tmp: Path(tmp).write_text(text, newline=""))
+    elif not args.out:
         _print_table(results)
-    if args.output_video and results[0].ok and not args.json:
+    if args.output_video and results[0]["ok"] and not args.json:
         print(f"annotated video: {args.output_video}", file=sys.stderr)
-    failed = sum(not r.ok for r in results)
+    failed = sum(not r["ok"] for r in results)
     if failed:
         print(f"uniformerv2: {failed} of {len(results)} inputs failed", file=sys.stderr)
+    print(stats.line(), file=sys.stderr)
     return 1 if failed else 0
 
 
-def _print_table(results) -> None:
+def _bar(total: int, quiet: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="video", file=sys.stderr, disable=quiet or total < 2, dynamic_ncols=True)
+
+
+def _print_table(results: list[dict]) -> None:
     for r in results:
-        if not r.ok:
-            print(f"{r.path}\n  ERROR: {r.error}\n")
+        if not r["ok"]:
+            print(f"{r['path']}\n  ERROR: {r['error']}\n")
             continue
-        print(r.path)
-        for rank, s in enumerate(r.top_k, 1):
-            print(f"  {rank:>2}. {s.prob:6.3f}  {s.label}")
-        for w in r.timeline or []:
-            labels = ", ".join(f"{s.label} {s.prob:.2f}" for s in w.top_k[:3])
-            print(f"      {w.start:8.2f}-{w.end:8.2f}s  {labels}")
+        print(r["path"])
+        for rank, s in enumerate(r["top_k"], 1):
+            print(f"  {rank:>2}. {s['prob']:6.3f}  {s['label']}")
+        for w in r.get("timeline") or []:
+            labels = ", ".join(f"{s['label']} {s['prob']:.2f}" for s in w["top_k"][:3])
+            print(f"      {w['start']:8.2f}-{w['end']:8.2f}s  {labels}")
         print()
-
-
-def _write_csv(path, results) -> None:
-    from ..fileio import atomic_write
-
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["path", "ok", "start", "end", "rank", "label", "index", "prob", "error"])
-    for r in results:
-        if not r.ok:
-            w.writerow([r.path, 0, "", "", "", "", "", "", r.error])
-            continue
-        rows = [("", "", r.top_k)] + [(e.start, e.end, e.top_k) for e in r.timeline or []]
-        for start, end, scores in rows:
-            for rank, s in enumerate(scores, 1):
-                w.writerow([r.path, 1, start, end, rank, s.label, s.index, f"{s.prob:.6f}", ""])
-    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(buf.getvalue(), newline=""))

@@ -39,7 +39,7 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from ..data.prepare import PrepareSettings, prepare
+    from ..data.transcode import PrepareSettings, prepare_dataset
 
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
@@ -51,7 +51,7 @@ def run(args) -> int:
         keyframe_interval=1 if args.all_intra else (args.keyframe_interval or defaults.keyframe_interval),
         crf=defaults.crf if args.crf is None else args.crf, preset=args.preset or defaults.preset,
         lossless=args.lossless)
-    report = prepare(args.source, args.out, root=args.root, sep=args.sep, settings=settings, workers=args.workers,
+    report = prepare_dataset(args.source, args.out, root=args.root, sep=args.sep, settings=settings, workers=args.workers,
                      psnr_sample=args.psnr_sample, timeout=args.timeout, progress=not args.quiet)
     before, after = report["bytes_before"], report["bytes_after"]
     ratio = f" (x{after / before:.2f})" if before else ""

@@ -16,7 +16,7 @@ _EXPORTS = {
     "randaugment": ["RandAugment"],
     "mixup": ["Mixup", "one_hot_smooth"],
     "device_augment": ["TrainAugment", "collate_clips", "augment_generator"],
-    "prepare": ["prepare", "transcode", "PrepareSettings"],
+    "transcode": ["prepare_dataset", "transcode", "PrepareSettings"],
     "datasets": ["VideoListDataset", "MultiViewDataset", "read_video_list", "read_labels", "VideoItem",
                  "chunk_views", "scan_class_folders"],
     "loader": ["build_loader", "collate", "seed_worker", "sample_generator"],

@@ -4,11 +4,15 @@
     pred = clf.predict("video.mp4", top_k=5, views="4x3")             # Prediction
     long = clf.predict("match.mp4", window=4, stride=2)               # + pred.timeline
     preds = clf.predict(["a.mp4", "b.mp4"])                           # views of all videos share batches
+    for pred in clf.predict_many(paths, workers=8):                    # datasets: parallel decoding, in order
+        ...
 
-Tensor layouts are those of :mod:`uniformerv2.inference.views`.
+Tensor layouts are those of :mod:`uniformerv2.inference.views`; the many-video machinery is
+:mod:`uniformerv2.inference.pipeline`.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -16,10 +20,12 @@ import numpy as np
 import torch
 
 from ..errors import UserError, VideoError
-from .views import ViewMaker, clip_indices, parse_views, plan_windows
+from .pipeline import (MAX_FRAMES_PER_READ, PREFETCH, Batcher, RunStats, Timer, VideoSource, ViewSpec,
+                       decoder_threads, default_workers, input_stage, read_windows, window_groups)
+from .views import ViewMaker, clip_indices, normalize_views, parse_views
 
 DEFAULT_CPU_MEMORY = 2 << 30          # bytes of activations per forward chunk on CPU
-MAX_FRAMES_PER_READ = 512             # frames decoded at once for long videos
+MAX_BATCH = {"cuda": 64, "cpu": 8}    # default views per forward pass of predict_many (memory allowing)
 
 
 # ----------------------------------------------------------------------------------------------- results
@@ -90,61 +96,6 @@ class Features:
     features: np.ndarray
     view_features: np.ndarray
     windows: np.ndarray | None = None
-
-
-# ----------------------------------------------------------------------------------------------- sources
-class _Source:
-    """Frames of a file or of an in-memory uint8 (T, H, W, 3) RGB array, by index. Frames of a file are
-    resized to ``short_side`` as they are decoded (bounded memory whatever the source resolution)."""
-
-    def __init__(self, video, fps: float | None = None, short_side: int | None = None):
-        self.path, self.short_side = None, short_side
-        if isinstance(video, (str, os.PathLike)):
-            self.path, self.array, self.fps = str(video), None, fps
-            self._count = None
-        else:
-            arr = video.numpy() if isinstance(video, torch.Tensor) else np.asarray(video)
-            if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8 or arr.shape[0] < 1:
-                raise UserError(f"a frame array must be uint8 (T, H, W, 3) RGB, got {arr.dtype} {arr.shape}")
-            self.array, self.fps = arr, fps
-            self._count = len(arr)
-
-    @property
-    def name(self) -> str | None:
-        return self.path
-
-    def count(self) -> int:
-        """Exact number of frames (for files: counted from the packets, without decoding)."""
-        if self._count is None:
-            from ..data.decode import probe
-
-            info = probe(self.path, exact=True)
-            self._count, self.fps = info.num_frames, self.fps or info.fps
-        return self._count
-
-    def read(self, indices: np.ndarray) -> np.ndarray:
-        if self.array is not None:
-            return self.array[indices]
-        from ..data.decode import read_frames
-
-        return read_frames(self.path, indices, short_side=self.short_side)
-
-    def read_sampled(self, sample) -> tuple[np.ndarray, np.ndarray]:
-        """Open once, pick indices with ``sample(num_frames)``: (frames, indices)."""
-        if self.array is not None:
-            idx = np.asarray(sample(len(self.array)))
-            return self.array[idx.reshape(-1)], idx
-        from ..data.decode import read_clip
-
-        flat = {}
-
-        def pick(n):
-            flat["idx"] = np.asarray(sample(n))
-            return flat["idx"].reshape(-1)
-
-        frames, _, info = read_clip(self.path, pick, short_side=self.short_side)
-        self._count, self.fps = info.num_frames, self.fps or info.fps
-        return frames, flat["idx"]
 
 
 # ----------------------------------------------------------------------------------------------- classifier
@@ -224,14 +175,161 @@ class VideoClassifier:
         vf = np.concatenate(per_window)
         return Features(src.name, vf.mean(1), vf, np.asarray(spans, np.float32))
 
+    # ---------------------------------------------------------------- many videos
+    def predict_many(self, videos, top_k: int = 5, views=None, window: float | None = None,
+                     stride: float | None = None, *, workers: int | None = None, batch_size: int | None = None,
+                     prefetch: int = PREFETCH) -> "ResultStream":
+        """``predict`` over a list of video files, for datasets: decoding, sampling and cropping run in
+        ``workers`` processes (default: the usable cores minus one; 0: in this process) with at most
+        ``prefetch`` chunks per worker in flight, while this process runs the model on forward passes of
+        ``batch_size`` views shared by several videos (default: what the memory cap allows, at most 64 on a
+        GPU and 8 on a CPU). Long videos (``window``) are decoded and sent group of windows by group of
+        windows, so memory does not grow with their duration.
+
+        Returns an iterator of ``Prediction`` / ``Failure`` (a file that cannot be read: reported, skipped,
+        nothing else moves) in input order, with ``.stats`` (a ``RunStats``) once it is exhausted. A video's
+        numbers do not depend on the other videos or on ``workers`` (see ``pipeline``); they equal
+        ``predict``'s up to float rounding (other batch sizes)."""
+        return self._many(videos, "predict", top_k, views, window, stride, workers, batch_size, prefetch)
+
+    def extract_features_many(self, videos, views=None, window: float | None = None, stride: float | None = None,
+                              *, workers: int | None = None, batch_size: int | None = None,
+                              prefetch: int = PREFETCH) -> "ResultStream":
+        """``extract_features`` over a list of video files, as ``predict_many``: ``Features`` / ``Failure``
+        in input order."""
+        return self._many(videos, "features", 1, views, window, stride, workers, batch_size, prefetch)
+
+    def _many(self, videos, task, top_k, views, window, stride, workers, batch_size, prefetch):
+        paths = [str(v) for v in videos]
+        if not all(isinstance(v, (str, os.PathLike)) for v in videos):
+            raise UserError("predict_many / extract_features_many take video paths (use predict for frame arrays)")
+        spec = self.view_spec(views, window, stride, batch_size, len(paths))
+        stats = RunStats()
+        gen = self.stream(paths, range(len(paths)), spec, task=task, top_k=top_k, workers=workers,
+                          prefetch=prefetch, stats=stats)
+        return ResultStream(gen, list(range(len(paths))), stats)
+
+    def view_spec(self, views=None, window: float | None = None, stride: float | None = None,
+                  batch_size: int | None = None, num_videos: int | None = None) -> ViewSpec:
+        """What the input stage makes of each video, and the batch size in ``group_views``: ``batch_size``,
+        else what the memory cap allows (at most ``MAX_BATCH``), and for whole videos never more than the
+        views of all ``num_videos`` (the size depends only on the whole list, never on a share of it)."""
+        clips, crops = parse_views(views, self.default_views)
+        if stride is not None and window is None:
+            raise UserError("stride needs a window")
+        if window is not None and (window <= 0 or (stride is not None and stride <= 0)):
+            raise UserError(f"window and stride must be positive seconds, got window={window}, stride={stride}")
+        if batch_size is not None and int(batch_size) < 1:
+            raise UserError(f"batch size must be >= 1 view, got {batch_size}")
+        size = int(batch_size) if batch_size else min(self._chunk_size(), MAX_BATCH.get(self.device.type, 64))
+        if window is None and num_videos and not batch_size:
+            size = min(size, clips * crops * num_videos)
+        return ViewSpec(self.data, clips, crops, self._frames_per_clip, window, stride, max(1, size))
+
+    def stream(self, paths: list[str], todo, spec: ViewSpec, *, task: str = "predict", top_k: int = 5,
+               workers: int | None = None, prefetch: int = PREFETCH, stats: RunStats | None = None):
+        """The engine of ``predict_many``: yields ``(index, Prediction | Features | Failure)`` for each index in
+        ``todo`` as soon as it is complete (not in input order); forward passes hold ``spec.group_views`` views.
+        ``stats`` (a ``RunStats``) is filled in as it goes."""
+        if task not in ("predict", "features"):
+            raise UserError(f"task must be 'predict' or 'features', got {task!r}")
+        todo = list(todo)
+        workers = default_workers() if workers is None else int(workers)
+        if workers < 0:
+            raise UserError(f"workers must be >= 0, got {workers}")
+        top_k = max(1, min(int(top_k), len(self.labels)))
+        stats = stats if stats is not None else RunStats()
+        stats.workers = max(0, min(workers, len(todo)))
+        if spec.decoder_threads is None:
+            spec = dataclasses.replace(spec, decoder_threads=decoder_threads(stats.workers))
+        batcher = Batcher(self._forward_views, spec.group_views, pin=self.device.type == "cuda")
+        states: dict[int, list] = {}
+        dead: set[int] = set()
+        timer = Timer(stats)
+        it = iter(input_stage(paths, todo, spec, workers, prefetch))
+        try:
+            while True:
+                try:
+                    chunk = timer.wait(it)
+                except StopIteration:
+                    break
+                if chunk.error is not None:
+                    states.pop(chunk.index, None)
+                    dead.add(chunk.index)
+                    stats.failed += 1
+                    yield chunk.index, Failure(chunk.path, chunk.error)
+                    continue
+                for done in batcher.add(chunk):
+                    out = self._collect(done, states, dead, spec, task, top_k)
+                    if out is not None:
+                        stats.videos += 1
+                        yield out
+            for done in batcher.flush():
+                out = self._collect(done, states, dead, spec, task, top_k)
+                if out is not None:
+                    stats.videos += 1
+                    yield out
+        finally:
+            stats.clips = batcher.views_run
+            timer.stop()
+            del it
+
+    def _collect(self, done, states, dead, spec: ViewSpec, task, top_k):
+        """A chunk through the model: the video's result once its last chunk is in, else None."""
+        chunk, feats, probs = done
+        if chunk.index in dead:
+            return None
+        if chunk.windows is None:
+            return chunk.index, self._result(task, chunk, [chunk], [feats], [probs], spec, top_k)
+        parts = states.setdefault(chunk.index, [[], [], []])
+        parts[0].append(chunk)
+        parts[1].append(feats)
+        parts[2].append(probs)
+        if not chunk.last:
+            return None
+        del states[chunk.index]
+        return chunk.index, self._result(task, chunk, *parts, spec, top_k)
+
+    def _result(self, task, last, chunks, feats, probs, spec: ViewSpec, top_k):
+        v = spec.views_per_window
+        video = (last.path, last.num_frames, last.fps)
+        if chunks[0].windows is None:
+            f, p = feats[0], probs[0]
+            if task == "features":
+                return Features(last.path, f.mean(0), f)
+            return self._make_prediction(video, p, self._view_detail(p, chunks[0].frames, spec.crops), top_k)
+        wins = [w for c in chunks for w in c.windows]
+        if task == "features":
+            vf = np.concatenate(feats).reshape(len(wins), v, -1)
+            return Features(last.path, vf.mean(1), vf, np.asarray([(w.start, w.end) for w in wins], np.float32))
+        per = np.concatenate(probs).reshape(len(wins), v, -1)
+        frames = np.concatenate([c.frames for c in chunks])
+        timeline, detail = [], []
+        for j, w in enumerate(wins):
+            pj = per[j].mean(0)
+            timeline.append(TimelineEntry(w.start, w.end, self._top(pj, top_k), pj))
+            detail += [dict(d, window=j) for d in self._view_detail(per[j], frames[j], spec.crops)]
+        pred = self._make_prediction(video, per.reshape(len(wins) * v, -1), detail, top_k)
+        pred.timeline = timeline
+        return pred
+
+    @torch.inference_mode()
+    def _forward_views(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 views (B, 3, T, S, S) on the CPU -> (features (B, C), probs (B, K)) float32 numpy: moved to the
+        device as uint8, normalised there, one forward pass."""
+        x = normalize_views(batch.to(self.device, non_blocking=True), self.data.mean, self.data.std)
+        f = self.model.forward_features(x.to(self.dtype))
+        logits = self.model.head(f)
+        return f.float().cpu().numpy(), torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
     # ---------------------------------------------------------------- internals
     @property
     def _frames_per_clip(self) -> int:
         return int(self.model.num_frames)
 
-    def _source(self, video, fps) -> _Source:
+    def _source(self, video, fps) -> VideoSource:
         """Files are decoded straight to the test transform's resize (short side, bilinear, uint8)."""
-        return _Source(video, fps, short_side=self.data.test_short_side)
+        return VideoSource(video, fps, short_side=self.data.test_short_side)
 
     def _guard(self, fn, video, on_error):
         try:
@@ -265,7 +363,7 @@ class VideoClassifier:
         for src, idx, x in prepared:
             vp = probs[pos:pos + len(x)]
             pos += len(x)
-            preds.append(self._make_prediction(src, vp, self._view_detail(vp, idx, crops), top_k))
+            preds.append(self._make_prediction(_video(src), vp, self._view_detail(vp, idx, crops), top_k))
         it = iter(preds)
         return [r if r is not None else next(it) for r in results]
 
@@ -281,21 +379,16 @@ class VideoClassifier:
                 for d in self._view_detail(per[j], idx[j], crops):
                     detail.append(dict(d, window=len(timeline) - 1))
             all_probs.append(probs)
-        pred = self._make_prediction(src, np.concatenate(all_probs), detail, top_k)
+        pred = self._make_prediction(_video(src), np.concatenate(all_probs), detail, top_k)
         pred.timeline = timeline
         return pred
 
-    def _window_batches(self, src: _Source, window, stride, clips, crops, with_indices=False):
+    def _window_batches(self, src: VideoSource, window, stride, clips, crops, with_indices=False):
         """Yield (windows, views (W*clips*crops, 3, T, S, S)[, indices (W, clips, T)]) in groups that keep the
         decoded frames under ``MAX_FRAMES_PER_READ``."""
-        n = src.count()
-        wins = plan_windows(n, src.fps, window, stride)
         t = self._frames_per_clip
-        per_window = max(1, MAX_FRAMES_PER_READ // (clips * t))
-        for g in range(0, len(wins), per_window):
-            group = wins[g:g + per_window]
-            idx = np.stack([clip_indices(w.stop - w.first, t, clips, w.first) for w in group])  # (W, clips, T)
-            frames = src.read(idx.reshape(-1))
+        for group in window_groups(src, window, stride, max(1, MAX_FRAMES_PER_READ // (clips * t))):
+            idx, frames = read_windows(src, group, clips, t)
             x = torch.cat([self._views_of(frames[i * clips * t:(i + 1) * clips * t], (clips, t), crops)
                            for i in range(len(group))])
             yield (group, x, idx) if with_indices else (group, x)
@@ -309,10 +402,11 @@ class VideoClassifier:
                         "label": self.labels[best], "prob": float(p[best])})
         return out
 
-    def _make_prediction(self, src, view_probs, detail, top_k) -> Prediction:
+    def _make_prediction(self, video: tuple, view_probs, detail, top_k) -> Prediction:
+        """video: (path or None, frame count, fps)."""
         probs = view_probs.mean(0)
-        return Prediction(src.name, self._top(probs, top_k), probs, view_probs, detail,
-                          num_frames=src.count(), fps=src.fps)
+        path, num_frames, fps = video
+        return Prediction(path, self._top(probs, top_k), probs, view_probs, detail, num_frames=num_frames, fps=fps)
 
     def _top(self, probs: np.ndarray, k: int) -> list[ClassScore]:
         order = np.argsort(-probs, kind="stable")[:k]
@@ -349,6 +443,36 @@ class VideoClassifier:
             else:
                 cap = DEFAULT_CPU_MEMORY
         return int(max(1, min(256, cap // per_view)))
+
+
+class ResultStream:
+    """Results of ``predict_many`` / ``extract_features_many`` in input order, each as soon as it and every
+    result before it are ready. ``stats``: a ``RunStats`` (complete once the stream is exhausted)."""
+
+    def __init__(self, gen, order: list[int], stats: RunStats):
+        self._gen, self._order, self._pos, self._ready, self.stats = gen, order, 0, {}, stats
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._pos >= len(self._order):
+            self.close()
+            raise StopIteration
+        want = self._order[self._pos]
+        while want not in self._ready:
+            i, result = next(self._gen)
+            self._ready[i] = result
+        self._pos += 1
+        return self._ready.pop(want)
+
+    def close(self) -> None:
+        """Stop early: the worker processes are shut down."""
+        self._gen.close()
+
+
+def _video(src: VideoSource) -> tuple:
+    return src.name, src.count(), src.fps
 
 
 def _name(video) -> str | None:

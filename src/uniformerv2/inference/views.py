@@ -7,7 +7,9 @@ The sampling and transforms themselves are ``uniformerv2.data``'s; this module p
 Layouts, used everywhere in ``uniformerv2.inference``:
     frames   uint8 (T, H, W, 3), RGB, as decoded
     views    float32 (V, 3, T, S, S), normalised (and channel-reversed for BGR models), V = clips x crops,
-             ordered clip-major: view ``v`` is clip ``v // crops``, crop ``v % crops``
+             ordered clip-major: view ``v`` is clip ``v // crops``, crop ``v % crops``; the parallel input stage
+             ships them as uint8 (V, 3, T, S, S), cropped but not normalised (``normalize_views`` finishes them
+             on the model's device: 4x fewer bytes between processes, the same numbers)
     probs    float32 (V, num_classes) per view; a video's prediction is their mean (the official summed
              softmax, divided by V so that it is again a distribution)
 """
@@ -52,20 +54,33 @@ def clip_indices(num_frames: int, length: int, clips: int, first: int = 0) -> np
 class ViewMaker:
     """uint8 (T, H, W, 3) RGB -> float32 (crops, 3, T, S, S): the official test transform of the model's
     ``DataConfig`` (short side to ``test_short_side``, bilinear; centre or 3 crops; mean/std), with the
-    channels reversed first for models trained on BGR frames (Something-Something)."""
+    channels reversed first for models trained on BGR frames (Something-Something).
 
-    def __init__(self, data, crops: int):
+    ``output="uint8"``: the crops without normalisation, for frames already at the short side (what the
+    decoder returns with ``short_side=``): the resize is then the identity and ``normalize_views`` of the
+    result equals the float output bit for bit."""
+
+    def __init__(self, data, crops: int, output: str = "float"):
         from ..data.transforms import build_transform
 
         self.bgr = data.bgr
         self.transform = build_transform("test", crop_size=data.crop_size, short_side=data.test_short_side,
-                                         mean=data.mean, std=data.std, num_crops=crops)
+                                         mean=data.mean, std=data.std, num_crops=crops, output=output)
 
     def __call__(self, frames: np.ndarray) -> torch.Tensor:
         if self.bgr:
             frames = frames[..., ::-1]
         x = self.transform(torch.from_numpy(np.ascontiguousarray(frames)))
         return x if x.ndim == 5 else x.unsqueeze(0)
+
+
+def normalize_views(views: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8 views (V, 3, T, S, S) -> float32 on the tensor's device, normalised with the operations of the
+    test transform (``data.transforms.normalize``: the constants in float32 on the CPU, then one subtraction
+    and one division per value), so the result equals ``ViewMaker``'s float output bit for bit."""
+    m = (torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1, 1) * 255).to(views.device)
+    s = (torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1, 1) * 255).to(views.device)
+    return (views.float() - m) / s
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from videogen import read_code, trim_edit_list, write_video
 from uniformerv2.cli import main
 from uniformerv2.data import _pyav
 from uniformerv2.data.decode import probe, read_clip, read_frames
-from uniformerv2.data.prepare import PrepareSettings, frame_psnr, output_size, prepare, transcode
+from uniformerv2.data.transcode import PrepareSettings, frame_psnr, output_size, prepare_dataset, transcode
 from uniformerv2.data.sampling import sparse_indices
 from uniformerv2.errors import UserError
 
@@ -138,7 +138,7 @@ def dataset(tmp_path):
 def test_prepare_a_list_writes_list_and_report_and_resumes(dataset, tmp_path):
     out = tmp_path / "prepared"
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (dataset / "v").iterdir()}
-    r = prepare(dataset / "train.csv", out, root=str(dataset), settings=PrepareSettings(short_side=32),
+    r = prepare_dataset(dataset / "train.csv", out, root=str(dataset), settings=PrepareSettings(short_side=32),
                 workers=2, psnr_sample=5)
     assert (r["total"], r["done"], r["skipped"], r["failed"]) == (5, 3, 0, 2)
     reasons = {Path(f["source"]).name: f["reason"] for f in r["files"] if f["status"] == "failed"}
@@ -153,16 +153,16 @@ def test_prepare_a_list_writes_list_and_report_and_resumes(dataset, tmp_path):
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
     # resumed: finished outputs are kept as they are, the failures are tried again
     stamp = (out / "v" / "0.mp4").stat().st_mtime_ns
-    again = prepare(dataset / "train.csv", out, root=str(dataset), settings=PrepareSettings(short_side=32),
+    again = prepare_dataset(dataset / "train.csv", out, root=str(dataset), settings=PrepareSettings(short_side=32),
                     workers=1)
     assert (again["done"], again["skipped"], again["failed"]) == (0, 3, 2)
     assert (out / "v" / "0.mp4").stat().st_mtime_ns == stamp and again["bytes_after"] == on_disk["bytes_after"]
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (dataset / "v").iterdir()} == before
     # an untrimmed list keeps its times and label names (timing is kept)
-    u = prepare(dataset / "untrimmed.txt", out, root=str(dataset), workers=1)
+    u = prepare_dataset(dataset / "untrimmed.txt", out, root=str(dataset), workers=1)
     assert u["done"] == 1 and (out / "untrimmed.txt").read_text() == "v/2.mp4 0.73 0.1 0.5 dog\n"
     with pytest.raises(UserError, match="source folder"):
-        prepare(dataset / "train.csv", dataset, root=str(dataset))
+        prepare_dataset(dataset / "train.csv", dataset, root=str(dataset))
 
 
 def test_prepare_cli_on_class_folders(tmp_path, capsys):

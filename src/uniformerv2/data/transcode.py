@@ -25,7 +25,7 @@ What ``transcode`` writes, per video:
 The defaults come from ``bench --prepare`` (docs/benchmarks.md): reading time of 8-, 16- and 32-frame sparse
 clips, file size and PSNR for each keyframe interval.
 
-``prepare`` runs ``transcode`` over a list file or a folder in worker processes, resumably: a prepared file
+``prepare_dataset`` runs ``transcode`` over a list file or a folder in worker processes, resumably: a prepared file
 is written to a temporary name and renamed when complete, so a file that exists is finished and is skipped by
 the next run. It writes the new list (the same lines, paths pointing at the prepared files) and a JSON report.
 """
@@ -299,7 +299,7 @@ def _job(args) -> dict:
     return row
 
 
-def prepare(source, out, *, root: str = "", sep: str | None = None, settings: PrepareSettings = PrepareSettings(),
+def prepare_dataset(source, out, *, root: str = "", sep: str | None = None, settings: PrepareSettings = PrepareSettings(),
             workers: int | None = None, psnr_sample: int = 16, timeout: float | None = 3600.0,
             progress: bool = False) -> dict:
     """Transcode every video of ``source`` (a list file or a folder) into ``out``; returns the report, also

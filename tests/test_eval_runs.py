@@ -1,0 +1,103 @@
+"""`eval` over a list as real processes: torchrun (gloo, CPU) with 2 processes writes the same files as one,
+kill -9 + --resume writes the same files as an uninterrupted run with every video in the manifest once, a
+corrupt video is listed once, and the run ends with the figures line."""
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import uniformerv2
+from test_inference_runs import ENV, ROOT, _kill_when_started
+from videogen import write_video
+
+FILES = ("metrics.json", "predictions.json", "per_class.csv", "manifest.jsonl")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    torch.manual_seed(5)
+    model = uniformerv2.create_model("uniformerv2_nano", num_classes=3, num_frames=4)
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            if t.is_floating_point():
+                t.add_(torch.randn(t.shape) * 0.1)
+    model.save_pretrained(root / "model")
+    (root / "v").mkdir()
+    lines = []
+    for i in range(13):
+        write_video(root / "v" / f"{i:02d}.mp4", num_frames=10 + i, width=40 + 4 * (i % 3), height=32, fps=8)
+        lines.append(f"v/{i:02d}.mp4,{i % 3}\n")
+    (root / "v" / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video" * 8)
+    lines.insert(5, "v/corrupt.mp4,1\n")
+    (root / "test.csv").write_text("".join(lines))
+    (root / "cfg.yaml").write_text(f"""
+model:
+  preset: uniformerv2_nano
+  options: {{num_classes: 3, num_frames: 4}}
+data:
+  root: {root}
+  test: test.csv
+train:
+  progress: false
+eval:
+  batch_size: 3
+  test_clips: 2
+  test_crops: 3
+""")
+    return root
+
+
+def eval_cmd(setup, out, *extra):
+    return ["-m", "uniformerv2", "eval", "--config", str(setup / "cfg.yaml"), "--model", str(setup / "model"),
+            "--output", str(out), *map(str, extra)]
+
+
+def run(args, n=1):
+    launcher = [sys.executable] if n == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                                "--nproc_per_node", str(n)]
+    r = subprocess.run(launcher + args, capture_output=True, text=True, cwd=ROOT, timeout=400, env=ENV)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+def files(out):
+    return {name: (out / name).read_text() for name in FILES}
+
+
+@pytest.mark.slow
+def test_eval_two_processes_and_kill_resume_equal_one(setup, tmp_path):
+    one = run(eval_cmd(setup, tmp_path / "one", "--workers", "1"))
+    ref = files(tmp_path / "one")
+    m = [json.loads(x) for x in ref["manifest.jsonl"].splitlines()]
+    assert [x["index"] for x in m] == list(range(14)) and [x["status"] for x in m].count("failed") == 1
+    assert m[5]["status"] == "failed" and "corrupt.mp4" in m[5]["error"]
+    metrics = json.loads(ref["metrics.json"])
+    assert metrics["count"] == 13 and metrics["skipped"] == [str(setup / "v" / "corrupt.mp4")]
+    assert "14 videos (1 failed)" in one.stderr and "clips/s" in one.stderr and "top-1" in one.stdout
+
+    two = run(eval_cmd(setup, tmp_path / "two", "--workers", "1"), n=2)
+    assert files(tmp_path / "two") == ref and "x 2 processes" in two.stderr
+
+    out = tmp_path / "killed"
+    rc = _kill_when_started([sys.executable, *eval_cmd(setup, out, "--workers", "1")], out / ".parts")
+    assert rc == -signal.SIGKILL and not (out / "metrics.json").exists()
+    r = subprocess.run([sys.executable, *eval_cmd(setup, out)], capture_output=True, text=True, cwd=ROOT,
+                       env=ENV, timeout=300)
+    assert r.returncode == 2 and "--resume" in r.stderr
+    run(eval_cmd(setup, out, "--resume", "--workers", "2"))
+    got = files(out)
+    assert got == ref
+    assert all(json.loads(x)["attempts"] == 1 for x in got["manifest.jsonl"].splitlines())
+
+
+def test_eval_list_and_root_options(setup, tmp_path):
+    (tmp_path / "few.csv").write_text("v/00.mp4,0\nv/01.mp4,1\n")
+    r = run(["-m", "uniformerv2", "eval", "--config", str(setup / "cfg.yaml"), "--model", str(setup / "model"),
+             "--list", str(tmp_path / "few.csv"), "--root", str(setup), "--workers", "0"])
+    assert "(2 videos, 0 skipped" in r.stdout and "2 videos in" in r.stderr
