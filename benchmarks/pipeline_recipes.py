@@ -62,7 +62,8 @@ def main(argv=None) -> int:
     measured: dict = {}   # the data side does not depend on the arch: one measurement per data recipe
     for (arch, frames, crop, ra, flip, reps), rec in recipes().items():
         if (frames, crop, ra, flip, reps) not in measured:
-            r = pipeline_rates(data_config=rec["data_config"], clips=args.clips, workdir=work, verbose=False)
+            r = pipeline_rates(data_config=rec["data_config"], clips=args.clips, workdir=work, verbose=False,
+                               cases=[("raw", "cpu"), ("prepared", "device")])
             measured[frames, crop, ra, flip, reps] = {(x["files"], x["augment_on"]): x["clips_per_core_s"]
                                                       for x in r["rows"]}
         rate = measured[frames, crop, ra, flip, reps]

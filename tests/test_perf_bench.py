@@ -107,6 +107,11 @@ def test_pipeline_rates_side_by_side(tmp_path):
     assert r["psnr"] > 40 and r["size_ratio"] > 0 and (tmp_path / "prepared").is_dir()
     table = pipeline_table(r)
     assert table[0].startswith("| files | augmentation |") and len(table) == 8
+    two = pipeline_rates("tiny_k400_8x64", files=2, seconds=1.0, clips=2, batch_size=2, workdir=tmp_path,
+                         verbose=False, cases=[("raw", "cpu"), ("prepared", "device")])
+    assert [(x["files"], x["augment_on"]) for x in two["rows"]] == [("raw", "cpu"), ("prepared", "device")]
+    with pytest.raises(UserError, match="cases must be"):
+        pipeline_rates("tiny_k400_8x64", workdir=tmp_path, cases=[("raw", "gpu")])
 
 
 def test_gpu_suite_dry_run_on_cpu(tmp_path):

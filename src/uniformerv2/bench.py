@@ -254,26 +254,30 @@ def _worker_loader(dataset, collate, batch_size: int):
 
 def pipeline_rates(preset: str = "k400_b16_8x224", *, files: int = 4, seconds: float = 10.0, clips: int = 24,
                    batch_size: int = 4, workdir=None, device: str | None = None, data_config=None,
-                   verbose: bool = True) -> dict:
+                   cases=None, verbose: bool = True) -> dict:
     """Training clips per second per CPU core, side by side in one run on the same generated files: raw and
     prepared files x the transform in the worker (``cpu``) or on the device (``device``: the worker decodes,
     ``TrainAugment`` runs on ``device``), plus decoding alone. Each case runs in a worker process of its own
     (one decoder thread, one torch thread, as in training) over ``clips`` videos, batch by batch in turn with
     the other cases; the rate is clips over that worker's CPU time (decode, transform, collate), so other
     programs on the machine do not inflate it as they do wall time. ``device_ms``: the device-side
-    augmentation per clip (CPU time of one thread when ``device`` is the CPU)."""
+    augmentation per clip (CPU time of one thread when ``device`` is the CPU). ``cases``: a subset of the
+    (files, augmentation) pairs, e.g. ``[("raw", "cpu"), ("prepared", "device")]`` (default: all six)."""
     import tempfile
     from pathlib import Path
 
     from .data.device_augment import TrainAugment
 
+    every = [(f, a) for f in FILES for a in (*AUGMENT_ON, "decode only")]
+    cases = every if cases is None else [tuple(c) for c in cases]
+    if not cases or any(c not in every for c in cases):
+        raise UserError(f"cases must be (files, augmentation) pairs of {every}, got {cases}")
     dev = device_of(device)
     dc = data_config or create_model(preset).data_config
     tmp = tempfile.TemporaryDirectory() if workdir is None else None
     root = Path(workdir or tmp.name)
     try:
         made = pipeline_files(root, files, seconds)
-        cases = [(f, a) for f in FILES for a in (*AUGMENT_ON, "decode only")]
         loaders, rows = {}, {}
         for f, a in cases:
             ds, collate = training_dataset(made[f], dc, "cpu" if a == "cpu" else "device", videos=clips + batch_size)
