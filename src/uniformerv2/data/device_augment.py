@@ -2,8 +2,8 @@
 
 The DataLoader workers only decode and sample: each item is the decoded uint8 clip ``(T, H, W, 3)``
 (``VideoListDataset(..., raw=True)``) and ``collate_clips`` places the clips of a batch on one uint8 canvas
-``(B, T, Hc, Wc, 3)`` (top-left, the canvas just large enough, sides rounded up to a multiple of 8) with each
-clip's size in ``batch["size"]``. ``TrainAugment`` then runs what ``ClipTransform("train")`` runs on the
+``(B, T, Hc, Wc, 3)`` (top-left, the canvas the size of the largest clip: clips of one size need no
+padding) with each clip's size in ``batch["size"]``. ``TrainAugment`` then runs what ``ClipTransform("train")`` runs on the
 CPU, for the whole batch on the device:
 
 1. repeated augmentation: every clip becomes ``repeats`` consecutive rows (shipped once);
