@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from uniformerv2 import create_model
-from uniformerv2.bench import bench_model, bench_pipeline
+from uniformerv2.bench import bench_model, bench_pipeline, pipeline_rates, pipeline_table
 from uniformerv2.cli import main
 from uniformerv2.errors import UserError
 
@@ -92,7 +92,26 @@ def test_pipeline_reports_throughput_and_data_wait(tmp_path):
     r = bench_pipeline("tiny_k400_8x64", batch_size=2, workers=0, steps=1, videos=2, seconds=1.0, dtype="fp32",
                        workdir=tmp_path, verbose=False)
     assert r["clips"] == 2 and r["clips_per_s"] > 0 and r["clips_per_core_s"] > 0
-    assert 0 < r["data_wait_fraction"] < 1
+    assert 0 < r["data_wait_fraction"] < 1 and (r["files"], r["augment_on"]) == ("prepared", "device")
+
+
+def test_pipeline_rates_side_by_side(tmp_path):
+    """raw / prepared x cpu / device / decode only, one worker process each, in one run; prepared files
+    report their PSNR and size."""
+    r = pipeline_rates("tiny_k400_8x64", files=2, seconds=1.0, clips=2, batch_size=2, workdir=tmp_path,
+                       verbose=False)
+    cases = [(x["files"], x["augment_on"]) for x in r["rows"]]
+    assert cases == [(f, a) for f in ("raw", "prepared") for a in ("cpu", "device", "decode only")]
+    assert all(x["clips"] == 2 and x["clips_per_core_s"] > 0 for x in r["rows"])
+    assert all((x["device_ms"] is not None) == (x["augment_on"] == "device") for x in r["rows"])
+    assert r["psnr"] > 40 and r["size_ratio"] > 0 and (tmp_path / "prepared").is_dir()
+    table = pipeline_table(r)
+    assert table[0].startswith("| files | augmentation |") and len(table) == 8
+    two = pipeline_rates("tiny_k400_8x64", files=2, seconds=1.0, clips=2, batch_size=2, workdir=tmp_path,
+                         verbose=False, cases=[("raw", "cpu"), ("prepared", "device")])
+    assert [(x["files"], x["augment_on"]) for x in two["rows"]] == [("raw", "cpu"), ("prepared", "device")]
+    with pytest.raises(UserError, match="cases must be"):
+        pipeline_rates("tiny_k400_8x64", workdir=tmp_path, cases=[("raw", "gpu")])
 
 
 def test_gpu_suite_dry_run_on_cpu(tmp_path):

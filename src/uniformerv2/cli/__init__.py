@@ -15,7 +15,7 @@ import sys
 from ..errors import UserError
 
 COMMANDS = [
-    "models", "download", "info", "convert", "bench", "scan", "synth",
+    "models", "download", "info", "convert", "bench", "scan", "prepare", "synth",
     "train", "finetune", "eval", "predict", "features", "export", "ablate",
 ]
 

@@ -1,5 +1,5 @@
-"""`uniformerv2 bench`: clips/s and peak memory of our model, the input pipeline, the inference pipeline, or
-the video decoder.
+"""`uniformerv2 bench`: clips/s and peak memory of our model, the input pipeline, prepared files, the inference
+pipeline, or the video decoder.
 
 Comparisons with the official model code (CPU latency side by side, the GPU table) are scripts in
 ``benchmarks/`` of the source tree: ``benchmarks/cpu_vs_official.py`` and ``benchmarks/gpu_suite.py``.
@@ -39,7 +39,16 @@ def add_parser(sub):
     p.add_argument("--out", metavar="FILE", help="also write the markdown table here")
     p.add_argument("--data", action="store_true", help="benchmark the video decoder (sparse reading vs decode all)")
     p.add_argument("--pipeline", action="store_true",
-                   help="end-to-end training throughput with real decoding over --workers processes")
+                   help="training clips/s per CPU core, raw vs prepared files x augmentation on the CPU vs the "
+                        "device, and decoding alone, side by side; then (--steps > 0) end-to-end training "
+                        "throughput with real decoding over --workers processes")
+    p.add_argument("--prepare", action="store_true",
+                   help="prepared files per keyframe interval: PSNR, size, CPU time of 8/16/32-frame sparse reads")
+    p.add_argument("--files", choices=["raw", "prepared"], default="prepared",
+                   help="--pipeline end-to-end: generated files as written, or prepared (default)")
+    p.add_argument("--augment-on", choices=["cpu", "device"], default="device",
+                   help="--pipeline end-to-end: training transform in the workers or on the device (default)")
+    p.add_argument("--clips", type=int, default=24, help="--pipeline: clips timed per case of the per-core table")
     p.add_argument("--workers", type=int, default=None,
                    help="--pipeline: DataLoader worker processes (default 4); --inference-pipeline: measure 0..N "
                         "input workers (default: usable cores minus one)")
@@ -59,7 +68,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..bench import TABLE_HEAD, bench_model, bench_pipeline, header, table_row, threads
+    from ..bench import TABLE_HEAD, bench_model, header, table_row, threads
     from ..factory import create_model
 
     with threads(args.threads):
@@ -74,14 +83,11 @@ def run(args) -> int:
         if args.inference_pipeline:
             lines += _inference_pipeline(args)
             print("\n".join(lines[1:]))
+        elif args.prepare:
+            lines += _prepare()
+            print("\n".join(lines[1:]))
         elif args.pipeline:
-            r = bench_pipeline(args.preset, batch_size=args.batch_size, workers=4 if args.workers is None else args.workers,
-                               steps=args.steps, videos=args.videos or 32, dtype=args.dtype, device=args.device,
-                               compile=mode, train=True, grad_ckpt=args.grad_ckpt)
-            lines += ["| preset | batch | workers | clips/s | data wait | clips/s per worker core |",
-                      "|---|---|---|---|---|---|",
-                      f"| {r['preset']} | {r['batch_size']} | {r['workers']} | {r['clips_per_s']:.2f} | "
-                      f"{100 * r['data_wait_fraction']:.0f}% | {r['clips_per_core_s']:.1f} |"]
+            lines += _pipeline(args, mode)
             print("\n".join(lines[1:]))
         else:
             label = "training" if args.train else "inference"
@@ -97,6 +103,37 @@ def run(args) -> int:
             f.write("\n".join(lines) + "\n")
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def _prepare() -> list[str]:
+    """Markdown lines of ``--prepare``."""
+    from ..bench import _load, bench_prepare, prepare_table
+
+    r = bench_prepare()
+    return [f"{r['files']} generated Kinetics-like files (10 s, 340x256, 30 fps H.264); prepared with "
+            f"{r['settings']}; one core, median of the reads; load average {_load()}", "", *prepare_table(r)]
+
+
+def _pipeline(args, mode: str) -> list[str]:
+    """Markdown lines of ``--pipeline``: the per-core table, then the end-to-end run (``--steps`` > 0)."""
+    from ..bench import bench_pipeline, pipeline_rates, pipeline_table
+
+    r = pipeline_rates(args.preset, clips=args.clips, device=args.device, verbose=False)
+    psnr = "-" if r["psnr"] is None else f"{r['psnr']:.1f} dB"
+    out = [f"{r['preset']}: {r['frames']} frames, crop {r['crop_size']}, RandAugment {r['rand_augment']}, "
+           f"{r['repeated_aug']} clip(s) per video; {r['files']} generated {r['seconds']:g} s 340x256 files, prepared "
+           f"with the defaults (PSNR {psnr}, size x{r['size_ratio']:.2f}); {r['clips']} clips per case, one worker "
+           f"process each; device: {r['device']}; load average {r['load']}", "", *pipeline_table(r)]
+    if args.steps > 0:
+        e = bench_pipeline(args.preset, batch_size=args.batch_size, workers=4 if args.workers is None else args.workers,
+                           steps=args.steps, videos=args.videos or 32, dtype=args.dtype, device=args.device,
+                           compile=mode, train=True, grad_ckpt=args.grad_ckpt, files=args.files,
+                           augment_on=args.augment_on, verbose=False)
+        out += ["", "| preset | files | augmentation | batch | workers | clips/s | data wait | clips/s per worker core |",
+                "|---|---|---|---|---|---|---|---|",
+                f"| {e['preset']} | {e['files']} | {e['augment_on']} | {e['batch_size']} | {e['workers']} | "
+                f"{e['clips_per_s']:.2f} | {100 * e['data_wait_fraction']:.0f}% | {e['clips_per_core_s']:.1f} |"]
+    return out
 
 
 def _inference_pipeline(args) -> list[str]:

@@ -15,6 +15,8 @@ _EXPORTS = {
                    "random_resized_crop_box", "normalize", "DeviceAugment", "DEFAULT_MEAN", "DEFAULT_STD"],
     "randaugment": ["RandAugment"],
     "mixup": ["Mixup", "one_hot_smooth"],
+    "device_augment": ["TrainAugment", "collate_clips", "augment_generator"],
+    "transcode": ["prepare_dataset", "transcode", "PrepareSettings"],
     "datasets": ["VideoListDataset", "MultiViewDataset", "ClipCache", "read_video_list", "read_labels", "VideoItem",
                  "chunk_views", "scan_class_folders"],
     "loader": ["build_loader", "collate", "seed_worker", "sample_generator"],

@@ -362,8 +362,8 @@ class _Run:
         # Some demuxers seek by decoding timestamp (MP4, MPEG-TS), others by presentation timestamp (Matroska):
         # the smaller of the two lands on this keyframe or before it; then the start of the stream.
         at_key = min(t for t in (p.pts[key], p.dts[key]) if t is not None)
-        first = min(t for t in p.pts[:key + 1] + p.dts[:key + 1] if t is not None)
-        for ts in (at_key, first):
+        for attempt in range(2):
+            ts = at_key if attempt == 0 else min(t for t in p.pts[:key + 1] + p.dts[:key + 1] if t is not None)
             try:
                 self.container.seek(ts, stream=self.stream, backward=True)
             except av.FFmpegError:        # not seekable: count from the start instead

@@ -18,6 +18,8 @@ from ..errors import UserError
 from ..model.config import ModelConfig
 
 FREE_FORM = {("model", "options"), ("data", "pipeline")}
+AUGMENT_ON = ("cpu", "device")
+MIXUP_KEYS = ("mixup_alpha", "cutmix_alpha", "prob", "switch_prob", "label_smoothing")
 
 DEFAULTS: dict = {
     "seed": 6666,
@@ -41,6 +43,9 @@ DEFAULTS: dict = {
         "frame_template": "img_{:05d}.jpg",  # frame-folder lists (Something-Something)
         "frame_start_index": 1,
         "pipeline": {},              # DataConfig fields over the model's (test_clips, flip, rand_augment...)
+        "augment_on": "cpu",         # cpu: workers augment and normalise | device: workers only decode,
+                                     # RandAugment/crop/flip/normalise/repeats run batched on train.device
+        "mixup": None,               # e.g. {mixup_alpha: 0.8, cutmix_alpha: 1.0, label_smoothing: 0.1}: on the device
     },
     "train": {
         "epochs": 55,
@@ -185,6 +190,15 @@ def validate(cfg: dict) -> None:
         raise UserError(f"train.max_steps must be a positive integer or null, got {t['max_steps']!r}")
     if t["precision"] not in ("auto", "fp32", "bf16", "fp16"):
         raise UserError(f"train.precision must be auto, fp32, bf16 or fp16, got {t['precision']!r}")
+    if cfg["data"]["augment_on"] not in AUGMENT_ON:
+        raise UserError(f"data.augment_on must be cpu or device, got {cfg['data']['augment_on']!r}")
+    mixup = cfg["data"]["mixup"]
+    if mixup is not None:
+        if not isinstance(mixup, dict):
+            raise UserError(f"data.mixup must be null or a mapping of {', '.join(MIXUP_KEYS)}, got {mixup!r}")
+        unknown = sorted(set(mixup) - set(MIXUP_KEYS))
+        if unknown:
+            raise UserError(f"unknown data.mixup key(s): {', '.join(unknown)} (known: {', '.join(MIXUP_KEYS)})")
     if cfg["eval"]["aggregate"] not in ("softmax", "logits"):
         raise UserError(f"eval.aggregate must be softmax or logits, got {cfg['eval']['aggregate']!r}")
     if cfg["eval"]["video_key"] not in (None, "path_stem", "path"):

@@ -4,6 +4,11 @@ Any dataset works with the engine if ``ds[i]`` returns ``{"video": (3,T,H,W) or 
 "label": int, "index": i}`` (or a failure marker the collate function drops) and, for training,
 ``set_epoch(e)`` keys its randomness on (seed, epoch, index). The loaders never touch the global RNG, so
 creating one does not change the model's dropout stream (needed for exact resume).
+
+``data.augment_on``: ``cpu`` (the workers run the whole training transform and ship normalised float clips) or
+``device`` (the workers ship the decoded uint8 clips, ``make_augment`` runs RandAugment, the crop, the flip,
+normalisation and repeated augmentation batched on the training device). Mixup (``data.mixup``) runs on the
+device either way. ``make_augment`` gives the loop its one call: ``video, labels = augment(batch, epoch)``.
 """
 from __future__ import annotations
 
@@ -46,7 +51,9 @@ def build_datasets(cfg: dict, data_config, splits=("train", "val"), labels=None,
         if not Path(path).is_file():
             raise UserError(f"data.{split}: list file {path} not found")
         items = D.read_video_list(path, sep=d["separator"], root=d["root"], labels=labels, num_classes=num_classes)
-        if split == "train":
+        if split == "train" and d["augment_on"] == "device":  # decode and sample only: TrainAugment does the rest
+            out[split] = D.VideoListDataset(items, split="train", raw=True, seed=cfg["seed"], **common)
+        elif split == "train":
             tf = D.build_transform("train", flip=dc.flip, rand_augment=dc.rand_augment, scale=tuple(dc.crop_scale),
                                    **norm)
             out[split] = D.VideoListDataset(items, split="train", transform=tf, seed=cfg["seed"],
@@ -62,14 +69,32 @@ def build_datasets(cfg: dict, data_config, splits=("train", "val"), labels=None,
     return out
 
 
-def collate_fn(dataset):
-    """The dataset's own collate, else the data package's (drops undecodable videos into "skipped")."""
+def collate_fn(dataset, augment_on: str = "cpu"):
+    """The dataset's own collate, else the data package's (drops undecodable videos into "skipped"); for
+    ``augment_on="device"``, ``collate_clips`` (decoded clips of any size on one uint8 canvas)."""
     fn = getattr(dataset, "collate", None)
     if fn is not None:
         return fn
     from .. import data as D
 
-    return D.collate
+    return D.collate_clips if augment_on == "device" else D.collate
+
+
+def make_augment(cfg: dict, data_config, dataset, device: torch.device, num_classes: int):
+    """The loop's augmentation call ``augment(batch, epoch) -> (video, labels)`` on ``device``:
+    ``TrainAugment`` for ``data.augment_on=device`` (the dataset must ship decoded clips: ``raw=True``), else
+    ``ToDevice``; both apply ``data.mixup`` when set."""
+    from ..data.device_augment import ToDevice, TrainAugment
+    from ..data.mixup import Mixup
+
+    d = cfg["data"]
+    mixup = Mixup(num_classes, **d["mixup"]) if d["mixup"] is not None else None
+    if d["augment_on"] == "device":
+        if not getattr(dataset, "raw", False):
+            raise UserError("data.augment_on=device needs a training dataset that returns decoded clips "
+                            "(VideoListDataset(raw=True), what data.train builds)")
+        return TrainAugment.from_data_config(data_config, seed=cfg["seed"], device=device, mixup=mixup)
+    return ToDevice(device, mixup=mixup, seed=cfg["seed"])
 
 
 def make_train_loader(dataset, cfg: dict, info: DistInfo):
@@ -81,7 +106,7 @@ def make_train_loader(dataset, cfg: dict, info: DistInfo):
     workers = cfg["data"]["num_workers"]
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=sampler.micro_batch, sampler=sampler, num_workers=workers, drop_last=False,
-        collate_fn=collate_fn(dataset), pin_memory=info.device.type == "cuda",
+        collate_fn=collate_fn(dataset, cfg["data"]["augment_on"]), pin_memory=info.device.type == "cuda",
         generator=torch.Generator().manual_seed(cfg["seed"]),  # not the global RNG
         persistent_workers=False, prefetch_factor=4 if workers else None)
     return loader, sampler

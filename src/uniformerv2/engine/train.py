@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from . import checkpoint as ckpt
 from . import distributed as dist
 from .config import dump, load_config
-from .data import build_datasets, make_train_loader
+from .data import build_datasets, make_augment, make_train_loader
 from .evaluate import evaluate
 from .metrics import plot_curves
 from .optim import EMA, build_optimizer
@@ -195,8 +195,10 @@ def setup(cfg: dict, out: Path, info: dist.DistInfo, given: dict | None) -> tupl
     if info.enabled:
         ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     forward = ddp or model
+    augment = make_augment(cfg, model.data_config, datasets["train"], dev, model.cfg.num_classes)
     step = functools.partial(train_step, forward=torch.compile(forward) if tc["compile"] else forward, ddp=ddp,
-                             device=dev, accum_steps=tc["accum_steps"], amp_dtype=amp_dtype, clip_grad=tc["clip_grad"])
+                             device=dev, augment=augment, accum_steps=tc["accum_steps"], amp_dtype=amp_dtype,
+                             clip_grad=tc["clip_grad"])
     log = MetricsLog(out / "metrics.jsonl", info.is_main, tc["tensorboard"])
     return state, Run(cfg, out, info, datasets, loader, sampler, step, precision, total_steps, steps_per_epoch, log)
 
@@ -256,10 +258,14 @@ def train_one_epoch(state: TrainState, run: Run) -> None:
             save_checkpoint(state, run)
 
 
-def train_step(state: TrainState, batches: Iterator[dict], *, forward, device: torch.device, accum_steps: int = 1,
-               amp_dtype: torch.dtype | None = None, clip_grad: float | None = None, ddp=None) -> StepResult:
+def train_step(state: TrainState, batches: Iterator[dict], *, forward, device: torch.device, augment=None,
+               accum_steps: int = 1, amp_dtype: torch.dtype | None = None, clip_grad: float | None = None,
+               ddp=None) -> StepResult:
     """One optimiser step over ``accum_steps`` micro-batches from ``batches``; advances ``state`` by one step.
 
+    ``augment(batch, epoch) -> (video, labels)`` puts a batch on the device as the model takes it
+    (``engine.data.make_augment``: the training augmentation there with ``data.augment_on=device``, mixup);
+    None: move the batch as it is. Labels are class indices, or soft targets with mixup.
     Each micro-step's loss is its summed cross-entropy over every rank's clips, divided by that count and
     by ``accum_steps``: the mean over the global batch when no video failed to decode, whatever the split
     over processes and micro-steps. ``forward``: the model, or its DDP / compiled wrapper; ``ddp``: the
@@ -273,14 +279,18 @@ def train_step(state: TrainState, batches: Iterator[dict], *, forward, device: t
     optimizer.zero_grad(set_to_none=True)
     step_loss = step_correct = step_count = 0.0  # over the global batch
     bad = False
+    augment = augment or (lambda b, epoch: (b["video"].to(device, non_blocking=True),
+                                            b["label"].to(device, non_blocking=True)))
     for micro in range(accum_steps):
         batch = next(batches)
-        video, labels = batch["video"], batch["label"]
-        n_local, skipped_local = len(labels), len(batch.get("skipped", []))
-        if n_local == 0 or video is None:  # all of this rank's share failed to decode:
+        skipped_local = len(batch.get("skipped", []))
+        if batch["video"] is None or len(batch["label"]) == 0:  # all of this rank's share failed to decode:
             # a zero-weight dummy clip keeps this rank in step with the others (DDP, all-reduce)
-            video, labels = torch.zeros(1, 3, *clip_shape(model)), torch.zeros(1, dtype=torch.long)
-        video, labels = video.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            video = torch.zeros(1, 3, *clip_shape(model), device=device)
+            labels, n_local = torch.zeros(1, dtype=torch.long, device=device), 0
+        else:  # to the device (augmented there with data.augment_on=device; mixed with data.mixup)
+            video, labels = augment(batch, state.epoch)
+            n_local = len(labels)
         last = micro == accum_steps - 1
         with contextlib.nullcontext() if ddp is None or last else ddp.no_sync():
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
@@ -288,7 +298,8 @@ def train_step(state: TrainState, batches: Iterator[dict], *, forward, device: t
             loss_sum = compute_loss(logits, labels)
             if n_local == 0:
                 loss_sum = loss_sum * 0.0
-            correct = (logits.argmax(1) == labels).sum() if n_local else torch.zeros((), device=device)
+            hard = labels if labels.ndim == 1 else labels.argmax(1)  # soft targets (mixup): the top class
+            correct = (logits.argmax(1) == hard).sum() if n_local else torch.zeros((), device=device)
             stats = torch.stack([torch.tensor(float(n_local), device=device), loss_sum.detach().float(),
                                  correct.float(), (~torch.isfinite(loss_sum.detach())).float(),
                                  torch.tensor(float(skipped_local), device=device)])
