@@ -67,9 +67,11 @@ def test_inplace_block_refuses_autograd_and_autocast():
 
 
 @pytest.mark.parametrize("policy", CHECKPOINT_POLICIES)
-def test_training_variants_give_the_same_gradients(policy):
+@pytest.mark.parametrize("op", ["mhra", "temporal_mhsa", "st_adapter"])
+def test_training_variants_give_the_same_gradients(op, policy):
+    """For every local operator (the ablation options included): checkpointed blocks and the lean MLP."""
     torch.manual_seed(1)
-    opts = dict(num_classes=3, head_dropout=0.0, global_mlp_dropout=0.0, drop_path_rate=0.1)
+    opts = dict(num_classes=3, head_dropout=0.0, global_mlp_dropout=0.0, drop_path_rate=0.1, local_op=op)
     a = perturb_(u.create_model("tiny_ssv2_8x64", **opts))
     b = copy.deepcopy(a)
     optimize(b, for_inference=False, grad_checkpointing=3, checkpoint_policy=policy)

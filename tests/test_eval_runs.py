@@ -2,11 +2,9 @@
 kill -9 + --resume writes the same files as an uninterrupted run with every video in the manifest once, a
 corrupt video is listed once, and the run ends with the figures line."""
 import json
-import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

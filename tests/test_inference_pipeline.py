@@ -14,7 +14,7 @@ import torch
 from uniformerv2 import VideoClassifier
 from uniformerv2.inference import Failure
 from uniformerv2.data.decode import read_frames
-from uniformerv2.inference.pipeline import Batcher, Chunk, RunStats, ViewSpec, video_chunks
+from uniformerv2.inference.pipeline import Batcher, Chunk, RunStats, video_chunks
 from uniformerv2.inference.views import ViewMaker, normalize_views
 from videogen import write_video
 from weightfiles import saved_noisy_model
