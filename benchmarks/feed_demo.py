@@ -7,6 +7,9 @@ does not move this comparison): a tiny UniFormerV2 from scratch on ``uniformerv2
 RandAugment is exercised too.
 
     python benchmarks/feed_demo.py --out runs/feed_demo --seeds 0 1 [--rand-augment]
+    python benchmarks/feed_demo.py --out runs/feed_demo --seeds 0 --paths prepared:cpu source:device
+
+``--paths`` picks any of the four (files, augmentation) combinations; the default is the two compared paths.
 
 Prints one row per (path, seed) and the mean test top-1 of each path; writes ``results.json`` in ``--out``.
 """
@@ -58,6 +61,9 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--rand-augment", action="store_true", help="rand-m7-n4-mstd0.5-inc1 on both paths")
     p.add_argument("--workers", type=int, default=2, help="processes for synth and prepare")
+    p.add_argument("--paths", nargs="+", default=["source:cpu", "prepared:device"],
+                   choices=[f"{f}:{a}" for f in ("source", "prepared") for a in ("cpu", "device")],
+                   help="(files, augmentation) combinations to train (default: source:cpu prepared:device)")
     p.add_argument("--threads", type=int, default=1, help="torch threads of the training process (default 1)")
     args = p.parse_args(argv)
 
@@ -77,12 +83,19 @@ def main(argv=None) -> int:
         print(f"prepared {name}: {r['done']} done, {r['skipped']} already there, {r['failed']} failed; "
               f"{r['bytes_before'] / 2**20:.1f} -> {r['bytes_after'] / 2**20:.1f} MiB; PSNR {r['psnr']['mean']}",
               flush=True)
-    (out / "demo_recipe.yaml").write_text(RECIPE)
-    paths = {"source files, cpu augmentation": (data, "cpu"), "prepared files, device augmentation": (prepared, "device")}
+    recipe = out / "demo_recipe.yaml"
+    if not recipe.exists() or recipe.read_text() != RECIPE:  # several invocations may share --out
+        recipe.write_text(RECIPE)
+    roots = {"source": data, "prepared": prepared}
+    paths = {}
+    for combo in args.paths:
+        files, where = combo.split(":")
+        paths[f"{files} files, {where} augmentation"] = (roots[files], where)
     rows = []
     for seed in args.seeds:
         for label, (root, where) in paths.items():
-            run = out / "runs" / f"{where}_seed{seed}{'_ra' if args.rand_augment else ''}"
+            files = "source" if root == data else "prepared"
+            run = out / "runs" / f"{files}_{where}_seed{seed}{'_ra' if args.rand_augment else ''}"
             overrides = [f"seed={seed}", f"data.root={root}", f"model.labels={data / 'labels.txt'}",
                          f"data.augment_on={where}"]
             if args.rand_augment:
@@ -96,7 +109,8 @@ def main(argv=None) -> int:
     means = {label: sum(r["test_top1"] for r in rows if r["path"] == label) / len(args.seeds) for label in paths}
     for label, m in means.items():
         print(f"mean test top-1, {label}: {m:.2f}")
-    (out / "results.json").write_text(json.dumps({"rows": rows, "mean_test_top1": means,
+    tag = "_".join(c.replace(":", "-") for c in args.paths) + "_s" + "-".join(map(str, args.seeds))
+    (out / f"results_{tag}.json").write_text(json.dumps({"rows": rows, "mean_test_top1": means,
                                                    "rand_augment": args.rand_augment}, indent=1) + "\n")
     return 0
 

@@ -36,6 +36,54 @@ def test_device_augmentation_resumes_bit_identically_for_any_number_of_workers(v
     assert [x["loss"] for x in records(tmp_path / "cpu", "loss")] != [x["loss"] for x in full]
 
 
+@pytest.fixture(scope="module")
+def square_videos(tmp_path_factory):
+    """16 square clips: with crop_scale [1, 1] the Inception crop of a square frame is the whole frame, so the
+    training transform has no random part left (on 40x32 clips it could still move by a pixel)."""
+    from videogen import write_video
+
+    root = tmp_path_factory.mktemp("square")
+    (root / "v").mkdir()
+    for i in range(16):
+        write_video(root / "v" / f"{i:02d}.mp4", num_frames=8 + i % 5, width=32, height=32, fps=8)
+    (root / "train.csv").write_text("".join(f"v/{i:02d}.mp4,{i % 2}\n" for i in range(16)))
+    (root / "cfg.yaml").write_text(CFG.format(root=root))
+    return root
+
+
+CFG = """
+seed: 3
+model:
+  preset: uniformerv2_nano
+  options: {{num_classes: 2, num_frames: 4, head_dropout: 0.0, global_mlp_dropout: 0.0}}
+data:
+  root: {root}
+  train: train.csv
+  num_workers: 0
+  pipeline: {{rand_augment: null, flip: false, crop_scale: [1.0, 1.0]}}
+train:
+  epochs: 2
+  batch_size: 4
+  lr: 1.0e-3
+  warmup_epochs: 0.5
+  log_every: 1
+  eval_every: 0
+  progress: false
+"""
+
+
+def test_without_random_ops_the_device_path_trains_exactly_as_the_cpu_path(square_videos, tmp_path):
+    """No flip, no RandAugment, a crop that cannot move: both paths must hand the model the same pixels in the
+    same order (frame sampling, resize, crop, normalisation, labels), so the logged losses and the final
+    weights are bit-identical. A gap between the two paths on such a recipe is a bug of the device path, not
+    augmentation randomness (the two paths draw their random choices from different streams)."""
+    cli("train", "--config", square_videos / "cfg.yaml", "--output", tmp_path / "cpu")
+    cli("train", "--config", square_videos / "cfg.yaml", "--output", tmp_path / "dev", "data.augment_on=device")
+    cpu, dev = records(tmp_path / "cpu", "loss"), records(tmp_path / "dev", "loss")
+    assert len(cpu) == 8 and [x["loss"] for x in cpu] == [x["loss"] for x in dev]
+    assert same_weights(tmp_path / "cpu" / "final", tmp_path / "dev" / "final")
+
+
 def test_config_switches_are_checked(videos, tmp_path):  # noqa: F811
     bad = cli("train", "--config", videos / "cfg.yaml", "--output", tmp_path / "r", "data.augment_on=gpu",
               check=False)
