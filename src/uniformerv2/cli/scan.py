@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from ..data.check import EMPTY_ROW, check_videos
 from ..errors import UserError
 
-_EMPTY = {"frames": None, "fps": None, "width": None, "height": None, "duration": None}
 
 
 def add_parser(subparsers):
@@ -39,28 +38,12 @@ def add_parser(subparsers):
     p.set_defaults(func=run)
 
 
-def check_video(path: str, timeout: float, folder: dict | None = None) -> dict:
-    """One report row: decode the first and last frame (after a full packet count)."""
-    from ..errors import VideoError
-    from ..data.decode import read_clip
-
-    row = {"path": path, "ok": False, "error": None, **_EMPTY}
-    try:
-        _, _, info = read_clip(path, lambda n: [0, n - 1], timeout=timeout, threads=1, **(folder or {}))
-    except (VideoError, OSError) as e:
-        row["error"] = " ".join(str(e).split())
-        return row
-    row.update(ok=True, frames=info.num_frames, fps=round(info.fps, 4), width=info.width, height=info.height,
-               duration=round(info.duration, 4))
-    return row
-
-
 def folder_entries(source: Path) -> tuple[list[tuple[str, dict | None, str]], list[dict], str]:
     """Entries (path, None, line for the clean list), rows for problems met while walking, and the layout."""
     from ..data.video import find_videos
 
     files, problems = find_videos(source)
-    rows = [{"path": p, "ok": False, "error": f"{p}: {msg}", **_EMPTY} for p, msg in problems]
+    rows = [{"path": p, "ok": False, "error": f"{p}: {msg}", **EMPTY_ROW} for p, msg in problems]
     if not files:
         if rows:
             return [], rows, "no videos"
@@ -112,23 +95,11 @@ def _write_text(path, text: str) -> None:
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
     entries, problems, layout = _entries(args)
-    rows: list = [None] * len(entries)
-    if entries:
-        with ProcessPoolExecutor(max_workers=min(args.workers, len(entries))) as pool:
-            futures = {pool.submit(check_video, path, args.timeout, folder): k
-                       for k, (path, folder, _) in enumerate(entries)}
-            for future in tqdm(as_completed(futures), total=len(futures), desc="scan", unit="video"):
-                k = futures[future]
-                try:
-                    rows[k] = future.result()
-                except Exception as e:  # a worker died (e.g. a decoder crash): report the file, keep going
-                    rows[k] = {"path": entries[k][0], "ok": False, "error": f"checker crashed: {type(e).__name__}",
-                               **_EMPTY}
+    rows = check_videos([(path, folder) for path, folder, _ in entries], timeout=args.timeout,
+                        workers=args.workers)
     rows += problems
     bad = [r for r in rows if not r["ok"]]
     report = {"source": str(args.source), "layout": layout, "total": len(rows), "ok": len(rows) - len(bad),

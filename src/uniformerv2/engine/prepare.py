@@ -22,11 +22,11 @@ from __future__ import annotations
 import json
 import os
 import random
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import UserError, VideoError
+from ..data.check import check_videos
+from ..errors import UserError
 from ..fileio import atomic_write
 
 SPLIT_NAMES = ({"train"}, {"val", "validation"})
@@ -205,41 +205,14 @@ def _read_list(path: Path, root: str, names: list[str] | None) -> list[tuple[str
 
 
 # ----------------------------------------------------------------------------------------------- scanning
-def check_file(path: str, timeout: float) -> str | None:
-    """None when ``path`` decodes (first and last frame, after counting every packet), else the error."""
-    from ..data.decode import read_clip
-
-    try:
-        read_clip(path, lambda n: [0, n - 1], timeout=timeout, threads=1)
-    except (VideoError, OSError) as e:
-        return " ".join(str(e).split())
-    return None
-
-
 def scan(paths: list[str], *, timeout: float = 60.0, workers: int | None = None,
          progress: bool = True) -> dict[str, str | None]:
     """{path: error or None} for every path, checked in ``workers`` processes (default: the CPUs, at most 8)."""
-    from tqdm import tqdm
-
     unique = sorted(set(paths))
-    workers = min(workers if workers is not None else min(8, os.cpu_count() or 1), len(unique))
-    out: dict[str, str | None] = {}
-    bar = tqdm(total=len(unique), desc="scan", unit="video", disable=not progress or not unique, leave=False)
-    if workers <= 1:
-        for p in unique:
-            out[p] = check_file(p, timeout)
-            bar.update(1)
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {p: pool.submit(check_file, p, timeout) for p in unique}
-            for p, fut in futures.items():
-                try:
-                    out[p] = fut.result()
-                except Exception as e:  # a worker died (a decoder crash): that file fails, the scan goes on
-                    out[p] = f"{p}: checker crashed ({type(e).__name__})"
-                bar.update(1)
-    bar.close()
-    return out
+    workers = workers if workers is not None else min(8, os.cpu_count() or 1)
+    rows = check_videos([(p, None) for p in unique], timeout=timeout, workers=workers if workers > 1 else 0,
+                        progress=progress)
+    return {row["path"]: row["error"] for row in rows}
 
 
 def write_scan_report(path, source: str, layout: str, total: int, failed: list[dict]) -> None:
