@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -323,7 +323,6 @@ class RunStats:
     waited: float = 0.0
     workers: int = 0
     processes: int = 1
-    extra: dict = field(default_factory=dict)
 
     @property
     def videos_per_s(self) -> float:
