@@ -1,4 +1,4 @@
-"""Writing files so that a crash never leaves a half-written one: ``atomic_write``."""
+"""Writing files so that a crash never leaves a half-written one: ``atomic_write`` and its text and JSON forms."""
 from __future__ import annotations
 
 import os
@@ -27,6 +27,18 @@ def atomic_write(path, write) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """``text`` (UTF-8) to ``path`` through :func:`atomic_write`."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def atomic_write_json(path, obj, *, indent: int = 1, default=None) -> Path:
+    """``obj`` as indented JSON with a final newline, through :func:`atomic_write`."""
+    import json
+
+    return atomic_write_text(path, json.dumps(obj, indent=indent, default=default) + "\n")
 
 
 # ----------------------------------------------------------------------------------------------- JSON lines

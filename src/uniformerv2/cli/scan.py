@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..data.check import EMPTY_ROW, check_videos
 from ..errors import UserError
+from ..fileio import atomic_write_text
 
 
 
@@ -88,12 +89,6 @@ def _entries(args) -> tuple[list[tuple[str, dict | None, str]], list[dict], str]
     return out, [], "list file"
 
 
-def _write_text(path, text: str) -> None:
-    from ..fileio import atomic_write
-
-    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
 def run(args) -> int:
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
@@ -104,10 +99,10 @@ def run(args) -> int:
     bad = [r for r in rows if not r["ok"]]
     report = {"source": str(args.source), "layout": layout, "total": len(rows), "ok": len(rows) - len(bad),
               "failed": len(bad), "files": rows}
-    _write_text(args.report, json.dumps(report, indent=1) + "\n")
+    atomic_write_text(args.report, json.dumps(report, indent=1) + "\n")
     if args.write_clean:
         kept = [line for (_, _, line), r in zip(entries, rows) if r["ok"]]
-        _write_text(args.write_clean, "".join(f"{line}\n" for line in kept))
+        atomic_write_text(args.write_clean, "".join(f"{line}\n" for line in kept))
     print(f"{len(rows) - len(bad)}/{len(rows)} videos readable ({layout}); report: {args.report}")
     for r in bad[:10]:
         print(f"  {r['error']}")

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError, VideoError
-from ..fileio import atomic_write
+from ..fileio import atomic_write, atomic_write_text
 
 DEFAULT_SHORT_SIDE = 320
 PSNR_FRAMES = 8            # frames per checked file
@@ -366,13 +366,13 @@ def prepare_dataset(source, out, *, root: str = "", sep: str | None = None, sett
     list_name = extra["list_name"]
     if list_name:
         kept = [e.line for e, r in zip(entries, rows) if r["status"] in ("done", "skipped") and e.line]
-        _write_text(out / list_name, "".join(f"{line}\n" for line in kept))
+        atomic_write_text(out / list_name, "".join(f"{line}\n" for line in kept))
         report["list"] = str(out / list_name)
     if extra["labels"]:
-        _write_text(out / "labels.txt", "".join(f"{name}\n" for name in extra["labels"]))
+        atomic_write_text(out / "labels.txt", "".join(f"{name}\n" for name in extra["labels"]))
     stem = Path(list_name).stem if list_name else Path(source).name
     report["report"] = str(out / f"{stem}.prepare.json")
-    _write_text(out / f"{stem}.prepare.json", json.dumps(report, indent=1) + "\n")
+    atomic_write_text(out / f"{stem}.prepare.json", json.dumps(report, indent=1) + "\n")
     return report
 
 
@@ -394,7 +394,3 @@ def _report(source, out, settings: PrepareSettings, rows: list, seconds: float) 
             "psnr": {"mean": float(np.mean(psnrs)) if psnrs else None, "min": float(min(psnrs)) if psnrs else None,
                      "files": len(psnrs), "frames_per_file": PSNR_FRAMES},
             "files": rows}
-
-
-def _write_text(path, text: str) -> None:
-    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

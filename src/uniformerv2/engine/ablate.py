@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from ..fileio import atomic_write
+from ..fileio import atomic_write, atomic_write_json, atomic_write_text
 from ..model.config import ModelConfig
 from ..model.presets import build_config
 from .config import dump, load_config
@@ -214,10 +214,6 @@ def _fingerprint(cfg: dict) -> str:
     return hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _write_json(path: Path, obj) -> None:
-    atomic_write(path, lambda p: Path(p).write_text(json.dumps(obj, indent=2) + "\n"))
-
-
 def _read_json(path: Path):
     try:
         return json.loads(path.read_text())
@@ -277,7 +273,7 @@ def run_study(study: str = "components", recipe="demo_synth", output="ablation-o
             raise UserError(f"{v.name} (seed {seed}) diverged: {e}") from None
         seconds = time.time() - started
         res = _measure(v, seed, fp, summary, run_dir, seconds, resumed=resume)
-        _write_json(res_path, res)
+        atomic_write_json(res_path, res, indent=2)
         results[(v.key, seed)] = res
         log(f"      top-1 {res['top1']:.1f}% ({res['metric']}), {res['gflops']:.3f} GFLOPs/clip, "
             f"{res['params']:,} params, {seconds:.0f} s")
@@ -292,8 +288,8 @@ def run_study(study: str = "components", recipe="demo_synth", output="ablation-o
         report["chart"] = None
         report["note"] = "no chart: matplotlib is not installed (pip install 'uniformerv2[plots]')"
         md += f"\n_{report['note']}_\n"
-    atomic_write(out / "ablation.md", lambda p: Path(p).write_text(md))
-    _write_json(out / "report.json", report)
+    atomic_write_text(out / "ablation.md", md)
+    atomic_write_json(out / "report.json", report, indent=2)
     log("\n" + md)
     log(f"report: {out / 'report.json'}, table: {out / 'ablation.md'}"
         + (f", chart: {chart}" if report["chart"] else ""))

@@ -31,7 +31,7 @@ from typing import Callable
 import torch
 
 from ..errors import UserError
-from ..fileio import atomic_write
+from ..fileio import atomic_write_json, atomic_write_text
 from . import distributed as dist
 from .config import DEFAULTS, dump, load_config, merge, parse_overrides
 from .schedule import scaled_lr
@@ -467,8 +467,9 @@ def finetune(data, output, *, weights: str | None = None, kind: str = "scene", e
     if not main:
         return summary
     summary.update(_final_eval(cfg, out, info.device, progress))
-    _write_json(out / "finetune.json", {k: v for k, v in summary.items() if k != "train"} | {
-        "train": {k: v for k, v in trained.items() if k != "test"}})
+    record = {k: v for k, v in summary.items() if k != "train"}
+    record["train"] = {k: v for k, v in trained.items() if k != "test"}
+    atomic_write_json(out / "finetune.json", record, default=str)
     _annotate(out / "config.yaml", cfg, facts.get("notes", []))
     v = summary["val"]
     print(f"model: {summary['model_dir']}")
@@ -528,7 +529,7 @@ def _prepare(data, out: Path, device, plan_args: dict, prep_args: dict) -> dict:
     facts.update(notes=notes, classes=prep.classes, counts=counts, layout=prep.layout, val_split=prep.val_source,
                  undecodable=[f["path"] for f in prep.failed], dropped_classes=prep.dropped_classes)
     _annotate(out / "config.yaml", cfg, notes)
-    _write_json(out / "finetune.json", facts)
+    atomic_write_json(out / "finetune.json", facts, default=str)
     return {"cfg": cfg, "facts": facts}
 
 
@@ -570,11 +571,7 @@ def _annotate(path: Path, cfg: dict, notes: list[str]) -> None:
     head = ["uniformerv2 finetune: the resolved recipe. Reproduce: uniformerv2 train --config THIS_FILE --output DIR",
             *notes]
     text = "".join(f"# {line}\n" for line in head) + dump(cfg)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1, default=str) + "\n"))
+    atomic_write_text(path, text)
 
 
 __all__ = ["finetune", "resolve_source", "model_options", "data_pipeline", "recipe_run", "memory_plan",

@@ -19,7 +19,6 @@ fixed seed, so the same data and seed give the same lists.
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from pathlib import Path
 
 from ..data.check import check_videos
 from ..errors import UserError
-from ..fileio import atomic_write
+from ..fileio import atomic_write_json, atomic_write_text
 
 SPLIT_NAMES = ({"train"}, {"val", "validation"})
 LABEL_FILES = ("labels.txt", "classes.txt")
@@ -220,7 +219,7 @@ def write_scan_report(path, source: str, layout: str, total: int, failed: list[d
     files = [{"path": f["path"], "ok": False, "error": f["error"]} for f in failed]
     report = {"source": source, "layout": layout, "total": total, "ok": total - len(failed),
               "failed": len(failed), "files": files}
-    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1) + "\n"))
+    atomic_write_json(path, report)
 
 
 # ----------------------------------------------------------------------------------------------- counts, split
@@ -276,7 +275,7 @@ def write_lists(out: Path, prep: Prepared) -> dict[str, Path]:
     paths = {"train": out / "train.csv", "val": out / "val.csv", "labels": out / "labels.txt"}
     for split in ("train", "val"):
         text = "".join(f"{rel(p)},{c}\n" for p, c in getattr(prep, split))
-        atomic_write(paths[split], lambda tmp, t=text: Path(tmp).write_text(t, encoding="utf-8"))
+        atomic_write_text(paths[split], text)
     names = "".join(f"{c}\n" for c in prep.classes)
-    atomic_write(paths["labels"], lambda tmp: Path(tmp).write_text(names, encoding="utf-8"))
+    atomic_write_text(paths["labels"], names)
     return paths

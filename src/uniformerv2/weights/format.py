@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..errors import CheckpointError
-from ..fileio import atomic_write
+from ..fileio import atomic_write, atomic_write_json
 from .io import load_state_dict
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
@@ -26,7 +26,7 @@ def write_model_dir(directory, config: dict, state_dict: dict) -> Path:
     cfg = {"format": FORMAT, "version": VERSION, **config}
     sd = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     atomic_write(directory / WEIGHTS, lambda p: save_file(sd, p, metadata={"format": "pt"}))
-    atomic_write(directory / CONFIG, lambda p: Path(p).write_text(json.dumps(cfg, indent=2) + "\n"))
+    atomic_write_json(directory / CONFIG, cfg, indent=2)
     return directory
 
 
