@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
+from .data.benchmark import kinetics_like_files
 from .factory import create_model
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -449,24 +450,6 @@ def free_memory():
 
 
 # ----------------------------------------------------------------------------- prepared datasets
-def kinetics_like_files(root, count: int = 4, seconds: float = 10.0) -> list:
-    """``count`` generated Kinetics-like files (340×256, 30 fps H.264) in ``root``, half of them with a keyframe
-    every 250 frames and half every 30 (what the pipeline benchmarks read); existing ones are reused."""
-    from pathlib import Path
-
-    from .data.benchmark import write_kinetics_like
-
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(count):
-        p = root / f"v{i}_{seconds:g}s.mp4"
-        if not p.exists():
-            write_kinetics_like(p, gop=250 if i % 2 == 0 else 30, seconds=seconds, seed=i)
-        paths.append(p)
-    return paths
-
-
 def sparse_read_ms(paths, num_frames: int, draws: int = 6) -> float:
     """CPU milliseconds (this process, one decoder thread) to read one training clip of ``num_frames``
     segment-sampled frames, median over ``draws`` random draws per file."""

@@ -46,6 +46,20 @@ def write_kinetics_like(path, gop: int, seconds: float = 10.0, width: int = 340,
     return Path(path)
 
 
+def kinetics_like_files(root, count: int = 4, seconds: float = 10.0) -> list:
+    """``count`` generated Kinetics-like files (340×256, 30 fps H.264) in ``root``, half of them with a keyframe
+    every 250 frames and half every 30 (what the pipeline benchmarks read); existing ones are reused."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        p = root / f"v{i}_{seconds:g}s.mp4"
+        if not p.exists():
+            write_kinetics_like(p, gop=250 if i % 2 == 0 else 30, seconds=seconds, seed=i)
+        paths.append(p)
+    return paths
+
+
 def decode_everything(path, indices) -> np.ndarray:
     """Baseline reader: decode and convert every frame, then index."""
     import av

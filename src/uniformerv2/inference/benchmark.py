@@ -14,17 +14,8 @@ from pathlib import Path
 
 import torch
 
+from ..data.benchmark import kinetics_like_files
 from .pipeline import RunStats, ViewSpec, video_chunks
-
-
-def generate_videos(root: Path, distinct: int, seconds: float) -> list[Path]:
-    from ..data.benchmark import write_kinetics_like
-
-    paths = [root / f"bench{i}_{seconds:g}s.mp4" for i in range(distinct)]
-    for i, p in enumerate(paths):
-        if not p.exists():
-            write_kinetics_like(p, gop=250 if i % 2 else 30, seconds=seconds, seed=i)
-    return paths
 
 
 def decode_rate_per_core(spec: ViewSpec, paths: list, n: int | None = None) -> float:
@@ -75,7 +66,7 @@ def bench_inference_pipeline(preset: str = "tiny_k400_8x64", *, workers=(0, 1, 2
     root.mkdir(parents=True, exist_ok=True)
     try:
         t0 = time.perf_counter()
-        distinct = generate_videos(root, min(videos, 8), seconds)
+        distinct = kinetics_like_files(root, min(videos, 8), seconds)
         paths = [str(distinct[i % len(distinct)]) for i in range(videos)]
         if verbose:
             print(f"generated {len(distinct)} videos in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
@@ -130,7 +121,7 @@ def recipe_decode_rates(presets: list[str], *, videos: int = 4, seconds: float =
     root = Path(workdir or tmp.name)
     root.mkdir(parents=True, exist_ok=True)
     try:
-        paths = [str(p) for p in generate_videos(root, videos, seconds)]
+        paths = [str(p) for p in kinetics_like_files(root, videos, seconds)]
         out = []
         for name in presets:
             data = get_preset(name).data_config()
