@@ -14,7 +14,7 @@ import torch
 from uniformerv2 import VideoClassifier
 from uniformerv2.inference import Failure
 from uniformerv2.data.decode import read_frames
-from uniformerv2.inference.pipeline import Batcher, Chunk, RunStats, video_chunks
+from uniformerv2.inference.pipeline import Batcher, Chunk, RunStats, model_threads, usable_cores, video_chunks
 from uniformerv2.inference.views import ViewMaker, normalize_views
 from videogen import write_video
 from weightfiles import saved_noisy_model
@@ -53,7 +53,29 @@ def test_uint8_views_equal_float_views(clf, videos):
         assert torch.equal(normalize_views(uint8_views, clf.data.mean, clf.data.std), float_views)
 
 
-def test_results_in_input_order_and_same_bits_with_workers(clf, videos):
+def test_model_threads_leave_the_workers_their_cores():
+    saved = torch.get_num_threads()
+    cores = usable_cores()
+    with model_threads(0) as n:
+        assert n == saved                                         # decoding in this process: unchanged
+    with model_threads(1) as n:
+        assert n == max(1, min(saved, cores - 1))
+    with model_threads(cores + 5) as n:
+        assert n == 1
+    assert torch.get_num_threads() == saved
+
+
+@pytest.fixture
+def one_thread():
+    """The same model threads with and without workers (``model_threads`` caps them while workers run; bits
+    are only comparable at one thread count)."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+def test_results_in_input_order_and_same_bits_with_workers(clf, videos, one_thread):
     runs = {}
     for workers in (0, 2):
         stream = clf.predict_many(videos, views="2x3", top_k=3, workers=workers, batch_size=8)

@@ -54,7 +54,7 @@ def run(args) -> int:
     from ..engine.config import load_config
     from ..engine.data import build_datasets
     from ..engine.evaluate import evaluate, evaluate_run
-    from ..inference.pipeline import RunStats, default_workers
+    from ..inference.pipeline import RunStats, default_workers, model_threads
 
     if args.workers is not None and args.workers < 0:
         raise UserError(f"--workers must be >= 0, got {args.workers}")
@@ -81,14 +81,15 @@ def run(args) -> int:
             workers = cfg["eval"]["num_workers"] if cfg["eval"]["num_workers"] is not None else default_workers()
         common = dict(aggregate=cfg["eval"]["aggregate"], batch_size=cfg["eval"]["batch_size"], num_workers=workers,
                       labels=model.labels, video_key=cfg["eval"]["video_key"])
-        if args.output:
-            res = evaluate_run(model, dataset, args.output, resume=args.resume, retry_failed=args.retry_failed,
-                               overwrite=args.overwrite, progress=cfg["train"]["progress"] and info.is_main,
-                               signature={"model": str(Path(args.model).resolve()), "config": cfg["model"],
-                                          "pipeline": model.data_config.to_dict()}, **common)
-        else:
-            res = evaluate(model, dataset, out_dir=None, fixed_batch=True,
-                           progress=cfg["train"]["progress"] and info.is_main, **common)
+        with model_threads(workers):   # the model's threads leave the input workers their cores
+            if args.output:
+                res = evaluate_run(model, dataset, args.output, resume=args.resume, retry_failed=args.retry_failed,
+                                   overwrite=args.overwrite, progress=cfg["train"]["progress"] and info.is_main,
+                                   signature={"model": str(Path(args.model).resolve()), "config": cfg["model"],
+                                              "pipeline": model.data_config.to_dict()}, **common)
+            else:
+                res = evaluate(model, dataset, out_dir=None, fixed_batch=True,
+                               progress=cfg["train"]["progress"] and info.is_main, **common)
     finally:
         dist.cleanup()
     if int(os.environ.get("RANK", "0")) == 0:

@@ -21,7 +21,7 @@ import torch
 
 from ..errors import UserError, VideoError
 from .pipeline import (MAX_FRAMES_PER_READ, PREFETCH, Batcher, RunStats, Timer, VideoSource, ViewSpec,
-                       decoder_threads, default_workers, input_stage, read_windows, window_groups)
+                       decoder_threads, default_workers, input_stage, model_threads, read_windows, window_groups)
 from .views import ViewMaker, clip_indices, normalize_views, parse_views
 
 DEFAULT_CPU_MEMORY = 2 << 30          # bytes of activations per forward chunk on CPU
@@ -247,32 +247,33 @@ class VideoClassifier:
         dead: set[int] = set()
         timer = Timer(stats)
         it = iter(input_stage(paths, todo, spec, workers, prefetch))
-        try:
-            while True:
-                try:
-                    chunk = timer.wait(it)
-                except StopIteration:
-                    break
-                if chunk.error is not None:
-                    states.pop(chunk.index, None)
-                    dead.add(chunk.index)
-                    stats.failed += 1
-                    yield chunk.index, Failure(chunk.path, chunk.error)
-                    continue
-                for done in batcher.add(chunk):
+        with model_threads(stats.workers):   # the model's threads leave the workers their cores
+            try:
+                while True:
+                    try:
+                        chunk = timer.wait(it)
+                    except StopIteration:
+                        break
+                    if chunk.error is not None:
+                        states.pop(chunk.index, None)
+                        dead.add(chunk.index)
+                        stats.failed += 1
+                        yield chunk.index, Failure(chunk.path, chunk.error)
+                        continue
+                    for done in batcher.add(chunk):
+                        out = self._collect(done, states, dead, spec, task, top_k)
+                        if out is not None:
+                            stats.videos += 1
+                            yield out
+                for done in batcher.flush():
                     out = self._collect(done, states, dead, spec, task, top_k)
                     if out is not None:
                         stats.videos += 1
                         yield out
-            for done in batcher.flush():
-                out = self._collect(done, states, dead, spec, task, top_k)
-                if out is not None:
-                    stats.videos += 1
-                    yield out
-        finally:
-            stats.clips = batcher.views_run
-            timer.stop()
-            del it
+            finally:
+                stats.clips = batcher.views_run
+                timer.stop()
+                del it
 
     def _collect(self, done, states, dead, spec: ViewSpec, task, top_k):
         """A chunk through the model: the video's result once its last chunk is in, else None."""
