@@ -63,7 +63,7 @@ def add_parser(sub):
                    help="--inference-pipeline: only the per-core decode rate of these presets' test views")
     p.add_argument("--steps", type=int, default=10, help="--pipeline: timed steps")
     p.add_argument("--videos", type=int, default=None,
-                   help="--pipeline / --inference-pipeline: dataset size (files are generated; default 32 / 16)")
+                   help="--pipeline / --inference-pipeline: dataset size (files are generated; default 32 / 64)")
     p.set_defaults(func=run)
 
 
@@ -149,7 +149,7 @@ def _inference_pipeline(args) -> list[str]:
             f"| {r['preset']} | {r['views']} | {r['frames']}x{r['size']} | {r['videos_per_core_s']:.2f} |" for r in rows]
     top = default_workers() if args.workers is None else args.workers
     batch = None if args.batch_size == 1 else args.batch_size   # --batch-size left at its default: the model's own
-    r = bench_inference_pipeline(args.preset, workers=tuple(range(top + 1)), videos=args.videos or 16,
+    r = bench_inference_pipeline(args.preset, workers=tuple(range(top + 1)), videos=args.videos or 64,
                                  seconds=args.seconds, views=args.views, task=args.task, device=args.device,
                                  dtype=args.model_dtype, batch_size=batch, rounds=args.rounds)
     load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"

@@ -50,7 +50,7 @@ def model_clips_per_s(clf, spec: ViewSpec, iters: int = 3) -> float:
     return spec.group_views * iters / (time.perf_counter() - t0)
 
 
-def bench_inference_pipeline(preset: str = "tiny_k400_8x64", *, workers=(0, 1, 2), videos: int = 16,
+def bench_inference_pipeline(preset: str = "tiny_k400_8x64", *, workers=(0, 1, 2), videos: int = 64,
                              seconds: float = 10.0, views=None, task: str = "predict", device=None, dtype=None,
                              batch_size: int | None = None, rounds: int = 2, workdir=None, model=None,
                              verbose: bool = True) -> dict:
