@@ -1,78 +1,58 @@
 """Accuracy of the fast input path on the demo task: today's path (source files, augmentation in the workers)
-against prepared files with augmentation on the device, same recipe, same seeds.
+against prepared files with augmentation on the device, the demo's recipe, the same seeds.
 
-The recipe is a copy of ``configs/demo_synth.yaml`` as it was on main at f233b87 (so later tuning of the demo
-does not move this comparison): a tiny UniFormerV2 from scratch on ``uniformerv2 synth`` data, 12 epochs.
-``--rand-augment`` adds the Kinetics RandAugment to both paths (the demo recipe has none), so that the device
-RandAugment is exercised too.
+The recipe is the one ``make demo`` trains (``uniformerv2.demo.recipe``: the shipped ``demo_synth`` config, a
+tiny UniFormerV2 from scratch, 20 epochs, on ``uniformerv2 synth`` data), read from the video files by one input
+worker instead of the demo's in-memory clips. ``--rand-augment`` adds the Kinetics RandAugment to both paths (the
+demo recipe has none), so that the device RandAugment is exercised too.
 
-    python benchmarks/feed_demo.py --out runs/feed_demo --seeds 0 1 [--rand-augment]
+    python benchmarks/feed_demo.py --out runs/feed_demo --seeds 0 1 2 [--jobs 2] [--rand-augment]
     python benchmarks/feed_demo.py --out runs/feed_demo --seeds 0 --paths prepared:cpu source:device
 
 ``--paths`` picks any of the four (files, augmentation) combinations; the default is the two compared paths.
+``--jobs`` trainings run at once, each in its own process on ``--threads`` threads.
 
-Prints one row per (path, seed) and the mean test top-1 of each path; writes ``results.json`` in ``--out``.
+Prints one row per (path, seed) and the mean and range of test top-1 of each path; writes ``results_*.json``
+in ``--out``.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
-RECIPE = """
-seed: 0
-model:
-  preset: tiny_ssv2_8x64
-  options:
-    num_classes: 6
-    num_frames: 8
-    local_mhra: double
-    global_layers: [0, 1]
-    head_dropout: 0.0
-    global_mlp_dropout: 0.0
-data:
-  train: train.csv
-  val: val.csv
-  test: test.csv
-  num_workers: 1
-  pipeline:
-    flip: false
-    rand_augment: null
-    crop_scale: [1.0, 1.0]
-train:
-  epochs: 12
-  batch_size: 8
-  lr: 1.5e-3
-  min_lr: 1.0e-5
-  warmup_epochs: 1
-  warmup_start_lr: 1.0e-5
-  precision: fp32
-  eval_every: 3
-  progress: false
-eval:
-  batch_size: 16
-"""
+
+def train_one(cfg: dict, run_dir: str, threads: int) -> dict:
+    """One training (in a worker process): the engine's summary and its wall seconds."""
+    import torch
+
+    from uniformerv2.engine import train
+
+    torch.set_num_threads(threads)
+    t0 = time.time()
+    s = train(cfg, run_dir)
+    return {"test_top1": s["test"]["top1"], "best_val_top1": s["best_val_top1"], "seconds": round(time.time() - t0)}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--rand-augment", action="store_true", help="rand-m7-n4-mstd0.5-inc1 on both paths")
     p.add_argument("--workers", type=int, default=2, help="processes for synth and prepare")
     p.add_argument("--paths", nargs="+", default=["source:cpu", "prepared:device"],
                    choices=[f"{f}:{a}" for f in ("source", "prepared") for a in ("cpu", "device")],
                    help="(files, augmentation) combinations to train (default: source:cpu prepared:device)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads of the training process (default 1)")
+    p.add_argument("--epochs", type=int, default=None, help="default: the demo's")
+    p.add_argument("--jobs", type=int, default=2, help="trainings at once (default 2)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per training (default 1)")
     args = p.parse_args(argv)
 
-    import torch
-
-    torch.set_num_threads(args.threads)
-    from uniformerv2 import synth
+    from uniformerv2 import demo, synth
     from uniformerv2.data.transcode import prepare_dataset
-    from uniformerv2.engine import train
 
     out = Path(args.out)
     data, prepared = out / "data", out / "prepared"
@@ -83,35 +63,40 @@ def main(argv=None) -> int:
         print(f"prepared {name}: {r['done']} done, {r['skipped']} already there, {r['failed']} failed; "
               f"{r['bytes_before'] / 2**20:.1f} -> {r['bytes_after'] / 2**20:.1f} MiB; PSNR {r['psnr']['mean']}",
               flush=True)
-    recipe = out / "demo_recipe.yaml"
-    if not recipe.exists() or recipe.read_text() != RECIPE:  # several invocations may share --out
-        recipe.write_text(RECIPE)
+    classes = sum(1 for line in (data / "labels.txt").read_text().splitlines() if line.strip())
+    train_videos = sum(1 for line in (data / "train.csv").read_text().splitlines() if line.strip())
+    epochs = args.epochs or demo.EPOCHS
     roots = {"source": data, "prepared": prepared}
-    paths = {}
-    for combo in args.paths:
-        files, where = combo.split(":")
-        paths[f"{files} files, {where} augmentation"] = (roots[files], where)
-    rows = []
+    jobs = []
     for seed in args.seeds:
-        for label, (root, where) in paths.items():
-            files = "source" if root == data else "prepared"
-            run = out / "runs" / f"{files}_{where}_seed{seed}{'_ra' if args.rand_augment else ''}"
-            overrides = [f"seed={seed}", f"data.root={root}", f"model.labels={data / 'labels.txt'}",
-                         f"data.augment_on={where}"]
+        for combo in args.paths:
+            files, where = combo.split(":")
+            cfg = demo.recipe(roots[files], demo.MODELS["uniformerv2"], classes=classes, train_videos=train_videos,
+                              epochs=epochs, seed=seed, progress=False)
+            cfg["model"]["labels"] = str(data / "labels.txt")
+            cfg["data"].update(num_workers=1, augment_on=where)
             if args.rand_augment:
-                overrides.append("data.pipeline.rand_augment=rand-m7-n4-mstd0.5-inc1")
-            t0 = time.time()
-            s = train(str(out / "demo_recipe.yaml"), run, overrides=overrides)
-            rows.append({"path": label, "seed": seed, "test_top1": s["test"]["top1"],
-                         "best_val_top1": s["best_val_top1"], "seconds": round(time.time() - t0)})
-            print(f"| {label} | {seed} | {s['test']['top1']:.2f} | {s['best_val_top1']:.2f} | {rows[-1]['seconds']} |",
-                  flush=True)
-    means = {label: sum(r["test_top1"] for r in rows if r["path"] == label) / len(args.seeds) for label in paths}
-    for label, m in means.items():
-        print(f"mean test top-1, {label}: {m:.2f}")
+                cfg["data"]["pipeline"] = {"rand_augment": "rand-m7-n4-mstd0.5-inc1"}
+            label = f"{files} files, {where} augmentation"
+            run = out / "runs" / f"{files}_{where}_seed{seed}_e{epochs}{'_ra' if args.rand_augment else ''}"
+            jobs.append((label, seed, cfg, str(run)))
+    rows = []
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
+        futures = [(label, seed, pool.submit(train_one, cfg, run, args.threads)) for label, seed, cfg, run in jobs]
+        print("| files, augmentation | seed | test top-1 | best val top-1 | seconds |\n|---|---|---|---|---|", flush=True)
+        for label, seed, f in futures:
+            rows.append({"path": label, "seed": seed, **f.result()})
+            r = rows[-1]
+            print(f"| {label} | {seed} | {r['test_top1']:.2f} | {r['best_val_top1']:.2f} | {r['seconds']} |", flush=True)
+    summary = {}
+    for label in dict.fromkeys(r["path"] for r in rows):
+        top1 = [r["test_top1"] for r in rows if r["path"] == label]
+        summary[label] = {"mean": sum(top1) / len(top1), "min": min(top1), "max": max(top1)}
+        print(f"test top-1, {label}: mean {summary[label]['mean']:.2f} (min {min(top1):.2f}, max {max(top1):.2f}, "
+              f"{len(top1)} seeds)")
     tag = "_".join(c.replace(":", "-") for c in args.paths) + "_s" + "-".join(map(str, args.seeds))
-    (out / f"results_{tag}.json").write_text(json.dumps({"rows": rows, "mean_test_top1": means,
-                                                   "rand_augment": args.rand_augment}, indent=1) + "\n")
+    (out / f"results_e{epochs}_{tag}.json").write_text(json.dumps(
+        {"epochs": epochs, "rows": rows, "test_top1": summary, "rand_augment": args.rand_augment}, indent=1) + "\n")
     return 0
 
 

@@ -230,7 +230,8 @@ class VideoClassifier:
                workers: int | None = None, prefetch: int = PREFETCH, stats: RunStats | None = None):
         """The engine of ``predict_many``: yields ``(index, Prediction | Features | Failure)`` for each index in
         ``todo`` as soon as it is complete (not in input order); forward passes hold ``spec.group_views`` views.
-        ``stats`` (a ``RunStats``) is filled in as it goes."""
+        ``stats`` (a ``RunStats``) is filled in as it goes. While input workers run, this process's torch threads
+        are capped at the cores the workers leave (``pipeline.model_threads``)."""
         if task not in ("predict", "features"):
             raise UserError(f"task must be 'predict' or 'features', got {task!r}")
         todo = list(todo)
