@@ -8,6 +8,10 @@ demo recipe has none), so that the device RandAugment is exercised too.
 
     python benchmarks/feed_demo.py --out runs/feed_demo --seeds 0 1 2 [--jobs 2] [--rand-augment]
     python benchmarks/feed_demo.py --out runs/feed_demo --seeds 0 --paths prepared:cpu source:device
+    python benchmarks/feed_demo.py --out runs/feed_demo --seeds 0 1 2 --paths prepared:device --crf 8
+
+``--crf`` / ``--keyframe-interval`` / ``--lossless`` prepare the files with other settings than the defaults
+(into ``prepared_<settings>``).
 
 ``--paths`` picks any of the four (files, augmentation) combinations; the default is the two compared paths.
 ``--jobs`` trainings run at once, each in its own process on ``--threads`` threads.
@@ -46,20 +50,28 @@ def main(argv=None) -> int:
     p.add_argument("--paths", nargs="+", default=["source:cpu", "prepared:device"],
                    choices=[f"{f}:{a}" for f in ("source", "prepared") for a in ("cpu", "device")],
                    help="(files, augmentation) combinations to train (default: source:cpu prepared:device)")
+    p.add_argument("--crf", type=float, default=None, help="prepare with this CRF (default: prepare's)")
+    p.add_argument("--keyframe-interval", type=int, default=None, help="prepare with this keyframe interval")
+    p.add_argument("--lossless", action="store_true", help="prepare lossless (exact frames)")
     p.add_argument("--epochs", type=int, default=None, help="default: the demo's")
     p.add_argument("--jobs", type=int, default=2, help="trainings at once (default 2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training (default 1)")
     args = p.parse_args(argv)
 
     from uniformerv2 import demo, synth
-    from uniformerv2.data.transcode import prepare_dataset
+    from uniformerv2.data.transcode import PrepareSettings, prepare_dataset
 
+    changed = {k: v for k, v in (("crf", args.crf), ("keyframe_interval", args.keyframe_interval),
+                                 ("lossless", args.lossless or None)) if v is not None}
+    settings = PrepareSettings(**changed)
+    variant = "".join(f"_{k}{v:g}" if not isinstance(v, bool) else f"_{k}" for k, v in changed.items())
     out = Path(args.out)
-    data, prepared = out / "data", out / "prepared"
+    data, prepared = out / "data", out / f"prepared{variant}"
     if not (data / "test.csv").exists():
         synth.generate(data, seed=0, workers=args.workers, progress=False)
     for name in ("train.csv", "val.csv", "test.csv"):
-        r = prepare_dataset(data / name, prepared, root=str(data), workers=args.workers, psnr_sample=8)
+        r = prepare_dataset(data / name, prepared, root=str(data), settings=settings, workers=args.workers,
+                            psnr_sample=8)
         print(f"prepared {name}: {r['done']} done, {r['skipped']} already there, {r['failed']} failed; "
               f"{r['bytes_before'] / 2**20:.1f} -> {r['bytes_after'] / 2**20:.1f} MiB; PSNR {r['psnr']['mean']}",
               flush=True)
@@ -77,8 +89,9 @@ def main(argv=None) -> int:
             cfg["data"].update(num_workers=1, augment_on=where)
             if args.rand_augment:
                 cfg["data"]["pipeline"] = {"rand_augment": "rand-m7-n4-mstd0.5-inc1"}
-            label = f"{files} files, {where} augmentation"
-            run = out / "runs" / f"{files}_{where}_seed{seed}_e{epochs}{'_ra' if args.rand_augment else ''}"
+            tag = variant if files == "prepared" else ""
+            label = f"{files}{tag} files, {where} augmentation"
+            run = out / "runs" / f"{files}{tag}_{where}_seed{seed}_e{epochs}{'_ra' if args.rand_augment else ''}"
             jobs.append((label, seed, cfg, str(run)))
     rows = []
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
@@ -94,9 +107,10 @@ def main(argv=None) -> int:
         summary[label] = {"mean": sum(top1) / len(top1), "min": min(top1), "max": max(top1)}
         print(f"test top-1, {label}: mean {summary[label]['mean']:.2f} (min {min(top1):.2f}, max {max(top1):.2f}, "
               f"{len(top1)} seeds)")
-    tag = "_".join(c.replace(":", "-") for c in args.paths) + "_s" + "-".join(map(str, args.seeds))
+    tag = "_".join(c.replace(":", "-") for c in args.paths) + variant + "_s" + "-".join(map(str, args.seeds))
     (out / f"results_e{epochs}_{tag}.json").write_text(json.dumps(
-        {"epochs": epochs, "rows": rows, "test_top1": summary, "rand_augment": args.rand_augment}, indent=1) + "\n")
+        {"epochs": epochs, "prepare": changed, "rows": rows, "test_top1": summary, "rand_augment": args.rand_augment},
+        indent=1) + "\n")
     return 0
 
 
