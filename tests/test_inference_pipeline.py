@@ -53,7 +53,7 @@ def test_uint8_views_equal_float_views(clf, videos):
         assert torch.equal(normalize_views(uint8_views, clf.data.mean, clf.data.std), float_views)
 
 
-def test_model_threads_leave_the_workers_their_cores():
+def test_model_threads_leave_the_workers_their_cores(clf, videos):
     saved = torch.get_num_threads()
     cores = usable_cores()
     with model_threads(0) as n:
@@ -62,6 +62,10 @@ def test_model_threads_leave_the_workers_their_cores():
         assert n == max(1, min(saved, cores - 1))
     with model_threads(cores + 5) as n:
         assert n == 1
+    assert torch.get_num_threads() == saved
+    # predict_many runs its model on the cores its workers leave, and gives the threads back when it ends
+    seen = [torch.get_num_threads() for _ in clf.predict_many(videos[:3], views="1x1", workers=2, batch_size=2)]
+    assert seen == [max(1, min(saved, cores - 2))] * 3
     assert torch.get_num_threads() == saved
 
 
