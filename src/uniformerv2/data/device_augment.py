@@ -34,7 +34,6 @@ from .transforms import DEFAULT_MEAN, DEFAULT_STD, random_resized_crop_box, resi
 
 _AUGMENT_STREAM = 0x5EED_A116
 _MIXUP_STREAM = 0x5EED_313C
-CANVAS_MULTIPLE = 1   # the canvas is the largest clip of the batch; clips of one size need no padding
 
 
 def augment_generator(seed: int, epoch: int, index: int, repeat: int = 0) -> torch.Generator:
@@ -63,18 +62,13 @@ def collate_clips(items: list) -> dict:
         if c.ndim != 4 or c.shape[-1] != 3 or c.dtype != torch.uint8:
             raise ValueError(f"collate_clips takes decoded uint8 clips (T, H, W, 3), got {tuple(c.shape)} {c.dtype}")
     t = clips[0].shape[0]
-    height = _round_up(max(c.shape[1] for c in clips), CANVAS_MULTIPLE)
-    width = _round_up(max(c.shape[2] for c in clips), CANVAS_MULTIPLE)
+    height, width = max(c.shape[1] for c in clips), max(c.shape[2] for c in clips)
     video = torch.zeros(len(clips), t, height, width, 3, dtype=torch.uint8)
     for b, c in enumerate(clips):
         video[b, :, :c.shape[1], :c.shape[2]] = c
     out["video"] = video
     out["size"] = torch.tensor([[c.shape[1], c.shape[2]] for c in clips], dtype=torch.long)
     return out
-
-
-def _round_up(n: int, k: int) -> int:
-    return -(-n // k) * k
 
 
 # ------------------------------------------------------------------------------------------------ the device

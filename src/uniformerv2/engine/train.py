@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from . import checkpoint as ckpt
 from . import distributed as dist
+from ..data.device_augment import ToDevice
 from .config import dump, load_config
 from .data import build_datasets, make_augment, make_train_loader
 from .evaluate import evaluate
@@ -279,8 +280,7 @@ def train_step(state: TrainState, batches: Iterator[dict], *, forward, device: t
     optimizer.zero_grad(set_to_none=True)
     step_loss = step_correct = step_count = 0.0  # over the global batch
     bad = False
-    augment = augment or (lambda b, epoch: (b["video"].to(device, non_blocking=True),
-                                            b["label"].to(device, non_blocking=True)))
+    augment = augment or ToDevice(device)
     for micro in range(accum_steps):
         batch = next(batches)
         skipped_local = len(batch.get("skipped", []))
