@@ -60,6 +60,7 @@ def main(argv=None) -> int:
 
     from uniformerv2 import demo, synth
     from uniformerv2.data.transcode import PrepareSettings, prepare_dataset
+    from uniformerv2.engine import load_config
 
     changed = {k: v for k, v in (("crf", args.crf), ("keyframe_interval", args.keyframe_interval),
                                  ("lossless", args.lossless or None)) if v is not None}
@@ -109,7 +110,8 @@ def main(argv=None) -> int:
               f"{len(top1)} seeds)")
     tag = "_".join(c.replace(":", "-") for c in args.paths) + variant + "_s" + "-".join(map(str, args.seeds))
     (out / f"results_e{epochs}_{tag}.json").write_text(json.dumps(
-        {"epochs": epochs, "prepare": changed, "rows": rows, "test_top1": summary, "rand_augment": args.rand_augment},
+        {"epochs": epochs, "lr": load_config(jobs[0][2])["train"]["lr"], "prepare": changed, "rows": rows,
+         "test_top1": summary, "rand_augment": args.rand_augment},
         indent=1) + "\n")
     return 0
 
