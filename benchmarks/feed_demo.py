@@ -1,9 +1,9 @@
 """Accuracy of the fast input path on the demo task: today's path (source files, augmentation in the workers)
 against prepared files with augmentation on the device, the demo's recipe, the same seeds.
 
-The recipe is the one ``make demo`` trains (``uniformerv2.demo.recipe``: the shipped ``demo_synth`` config, a
-tiny UniFormerV2 from scratch, 20 epochs, on ``uniformerv2 synth`` data), read from the video files by one input
-worker instead of the demo's in-memory clips. ``--rand-augment`` adds the Kinetics RandAugment to both paths (the
+The recipe is the one ``make demo`` trains (``engine.ablate.synthetic_recipe``: the shipped ``demo_synth``
+config, a tiny UniFormerV2 from scratch, 20 epochs, on ``uniformerv2 synth`` data), read from the video files by
+one input worker instead of the demo's in-memory clips. ``--rand-augment`` adds the Kinetics RandAugment to both paths (the
 demo recipe has none), so that the device RandAugment is exercised too.
 
     python benchmarks/feed_demo.py --out runs/feed_demo --seeds 0 1 2 [--jobs 2] [--rand-augment]
@@ -61,6 +61,7 @@ def main(argv=None) -> int:
     from uniformerv2 import demo, synth
     from uniformerv2.data.transcode import PrepareSettings, prepare_dataset
     from uniformerv2.engine import load_config
+    from uniformerv2.engine.ablate import synthetic_recipe
 
     changed = {k: v for k, v in (("crf", args.crf), ("keyframe_interval", args.keyframe_interval),
                                  ("lossless", args.lossless or None)) if v is not None}
@@ -76,18 +77,15 @@ def main(argv=None) -> int:
         print(f"prepared {name}: {r['done']} done, {r['skipped']} already there, {r['failed']} failed; "
               f"{r['bytes_before'] / 2**20:.1f} -> {r['bytes_after'] / 2**20:.1f} MiB; PSNR {r['psnr']['mean']}",
               flush=True)
-    classes = sum(1 for line in (data / "labels.txt").read_text().splitlines() if line.strip())
-    train_videos = sum(1 for line in (data / "train.csv").read_text().splitlines() if line.strip())
     epochs = args.epochs or demo.EPOCHS
     roots = {"source": data, "prepared": prepared}
     jobs = []
     for seed in args.seeds:
         for combo in args.paths:
             files, where = combo.split(":")
-            cfg = demo.recipe(roots[files], demo.MODELS["uniformerv2"], classes=classes, train_videos=train_videos,
-                              epochs=epochs, seed=seed, progress=False)
-            cfg["model"]["labels"] = str(data / "labels.txt")
-            cfg["data"].update(num_workers=1, augment_on=where)
+            cfg = synthetic_recipe(data, epochs=epochs, seed=seed)   # labels and sizes from the source dataset
+            cfg["data"].update(root=str(roots[files].resolve()), num_workers=1, augment_on=where)
+            cfg["train"]["progress"] = False
             if args.rand_augment:
                 cfg["data"]["pipeline"] = {"rand_augment": "rand-m7-n4-mstd0.5-inc1"}
             tag = variant if files == "prepared" else ""
