@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..fileio import RunRecords, atomic_write
-from .classifier import Failure
+from .engine import Failure
 from .pipeline import RunStats
 
 TASKS = ("predict", "features")
@@ -89,13 +89,13 @@ def run_dataset(clf, videos: list[str], out, *, task: str = "predict", names: li
            "inputs": len(videos), "inputs_sha256": _digest(videos, names), "dtype": str(clf.dtype).split(".")[-1],
            **({"top_k": top_k} if task == "predict" else {"format": fmt}), **(signature or {})}
     records = RunRecords(out, rank, world, barrier)
-    proposed = clf.view_spec(views, window, stride, batch_size, len(videos)).group_views
+    proposed = clf.view_spec(views, window, stride, batch_size).group_views
     earlier = records.open(sig, resume=resume, overwrite=overwrite, settings={"batch_size": proposed},
                            keep=() if batch_size else ("batch_size",))
     if overwrite and rank == 0:
         for name in MERGED:
             (out / name).unlink(missing_ok=True)
-    spec = clf.view_spec(views, window, stride, records.settings["batch_size"], len(videos))
+    spec = clf.view_spec(views, window, stride, records.settings["batch_size"])
     skip = {i for i, r in earlier.items() if r["status"] == "done" or not retry_failed}
     todo = [i for i in range(len(videos)) if i not in skip][rank::world]
 
