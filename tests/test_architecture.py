@@ -19,7 +19,8 @@ LAYERS = [
     {"model"},
     {"accel"},
     {"factory"},
-    {"engine", "inference", "synth", "bench"},
+    {"inference"},
+    {"engine", "synth", "bench"},
     {"demo", "cli"},
     {"__main__"},
 ]

@@ -84,6 +84,16 @@ class Failure:
         return {"path": self.path, "ok": False, "error": self.error}
 
 
+def video_scores(out: VideoOutput, aggregate: str = "softmax") -> np.ndarray:
+    """A video's class scores from its views: the mean of their softmaxes (``predict``'s probabilities, the
+    official summed softmax divided by the number of views), or the mean of their logits."""
+    if aggregate == "softmax":
+        return out.probs.mean(0)
+    if aggregate == "logits":
+        return out.logits.mean(0)
+    raise UserError(f"view aggregation must be 'softmax' or 'logits', got {aggregate!r}")
+
+
 def view_flops(cfg) -> float:
     """Forward FLOPs of one view (multiply-adds x 2) of a model of ``ModelConfig`` ``cfg``: the backbone's
     projections, MLPs and per-frame attention; the global blocks and the local MHRA are small beside them."""

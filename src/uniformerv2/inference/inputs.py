@@ -17,7 +17,7 @@ import io
 import os
 from pathlib import Path
 
-from ..data.video import VIDEO_EXTENSIONS, find_videos
+from ..data.video import find_videos
 from ..errors import UserError
 
 LIST_SUFFIXES = frozenset({".txt", ".csv", ".lst", ".list"})
