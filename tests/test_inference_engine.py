@@ -73,3 +73,28 @@ def test_default_workers_follow_decode_against_model_cost():
     assert tiny.engine.choose_workers(tiny.view_spec(), 64, cores=8) == 8
     assert b16.engine.choose_workers(b16.view_spec(), 64, cores=2) == 0
     assert b16.engine.choose_workers(b16.view_spec("1x1"), 64, cores=2) == 0
+
+
+def test_a_lists_class_indices_are_mapped_to_the_models_classes_by_name(setup, tmp_path):
+    """A list written in another class order than the model's (synth's order against a fine-tuned model's
+    sorted folder names): read through the labels file beside it, refused without one, taken as they are only
+    when the user says they are in the model's order."""
+    _, videos, _ = setup
+    model_labels = ["growing", "moving left", "moving right", "shrinking"]
+    list_order = ["moving left", "moving right", "growing", "shrinking"]
+    (tmp_path / "test.csv").write_text("".join(f"{v},{i % 4}\n" for i, v in enumerate(videos)))
+    with pytest.raises(Exception, match="labels.txt") as e:
+        labelled_items(tmp_path / "test.csv", model_labels=model_labels)
+    assert type(e.value).__name__ == "UserError"
+    (tmp_path / "labels.txt").write_text("\n".join(list_order) + "\n")
+    items, how = labelled_items(tmp_path / "test.csv", model_labels=model_labels)
+    assert [model_labels[it.label] for it in items] == [list_order[i % 4] for i in range(5)]
+    assert "mapped to the model's classes by name" in how
+    same, _ = labelled_items(tmp_path / "test.csv", model_labels=model_labels, list_labels="model")
+    assert [it.label for it in same] == [i % 4 for i in range(5)]
+    (tmp_path / "labels.txt").write_text("moving left\nmoving right\njumping\nshrinking\n")
+    with pytest.raises(Exception, match="'jumping'"):
+        labelled_items(tmp_path / "test.csv", model_labels=model_labels)
+    # a model without class names: indices are its own
+    plain, how = labelled_items(tmp_path / "test.csv", model_labels=None)
+    assert [it.label for it in plain] == [i % 4 for i in range(5)] and "names no classes" in how
