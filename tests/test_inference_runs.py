@@ -186,4 +186,7 @@ def test_input_lists(tmp_path):
     assert [str(r) for _, r in got] == ["c.mp4", "x/a.mp4", "y/b.mkv", "missing.mp4"]
     assert [str(f) for f, _ in collect_videos([str(root / "*.mp4")])] == [str(root / "c.mp4")]
     same = [(Path("a/v.mp4"), Path("v.mp4")), (Path("b/v.mp4"), Path("v.mp4")), (Path("v.mkv"), Path("v.mkv"))]
-    assert [str(n) for n in output_names(same)] == ["v", "v-1", "v-2"]
+    assert [str(n) for n in output_names(same)] == ["v.mp4", "v.mp4-1", "v.mkv"]
+    # test.mp4 and test.avi in one folder: the extension tells the outputs apart; a lone stem stays a stem
+    pair = [(Path(n), Path(n)) for n in ("d/test.mp4", "d/test.avi", "d/other.mp4")]
+    assert [str(n) for n in output_names(pair)] == ["d/test.mp4", "d/test.avi", "d/other"]
