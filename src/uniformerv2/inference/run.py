@@ -68,8 +68,8 @@ def dist_info() -> tuple[int, int, callable]:
 
 
 def run_dataset(clf, videos: list, out, *, task: str = "predict", names: list | None = None,
-                views=None, window: float | None = None, stride: float | None = None, top_k: int = 5,
-                fmt: str = "safetensors", workers: int | None = None, batch_size: int | None = None,
+                views=None, window: float | None = None, stride: float | None = None, top_k: int | None = None,
+                fmt: str | None = None, workers: int | None = None, batch_size: int | None = None,
                 resume: bool = False, retry_failed: bool = False, overwrite: bool = False,
                 signature: dict | None = None, progress: bool = False, metadata: dict | None = None,
                 labels: list[int] | None = None, aggregate: str = "softmax", backend: str = "pyav",
@@ -79,7 +79,10 @@ def run_dataset(clf, videos: list, out, *, task: str = "predict", names: list | 
 
     names: features: the output stem of each video, relative to ``out`` (``inputs.output_names``; default:
     the file name). signature: what else decides the outputs (the model), checked when resuming. metadata:
-    features: extra safetensors metadata. Every process calls this with the same list."""
+    features: extra safetensors metadata. Every process calls this with the same list.
+
+    Resuming takes the options the run was started with (views, windows, ``top_k``, ``fmt``) for those given
+    as None; an option given with another value than the recorded one is refused (``RunRecords.open``)."""
     from .features import save_features
 
     if task not in TASKS:
@@ -95,13 +98,22 @@ def run_dataset(clf, videos: list, out, *, task: str = "predict", names: list | 
     videos = [str(v.name) for v in inputs]
     names = [Path(n) for n in names] if names is not None else [Path(Path(v).stem) for v in videos]
     rank, world, barrier = dist_info()
+    records = RunRecords(out, rank, world, barrier)
+    recorded = records.recorded_signature() if resume else {}
+    if recorded:   # what the user did not say again is what the run was started with
+        views = views if views is not None else recorded.get("views")
+        if window is None and stride is None:
+            window, stride = recorded.get("window"), recorded.get("stride")
+        top_k = top_k if top_k is not None else recorded.get("top_k")
+        fmt = fmt if fmt is not None else recorded.get("format")
+    top_k = 5 if top_k is None else top_k
+    fmt = "safetensors" if fmt is None else fmt
     clips, crops = _views(clf, views)
     per_task = {"predict": {"top_k": top_k}, "features": {"format": fmt},
                 "eval": {"aggregate": aggregate, "labels_sha256": _digest(videos, list(map(str, labels or [])))}}
     sig = {"task": task, "views": f"{clips}x{crops}", "window": window, "stride": stride,
            "inputs": len(videos), "inputs_sha256": _digest(videos, names), "dtype": str(clf.dtype).split(".")[-1],
            **per_task[task], **(signature or {})}
-    records = RunRecords(out, rank, world, barrier)
     proposed = clf.view_spec(views, window, stride, batch_size).group_views
     earlier = records.open(sig, resume=resume, overwrite=overwrite, settings={"batch_size": proposed},
                            keep=() if batch_size else ("batch_size",))
