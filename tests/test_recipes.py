@@ -54,3 +54,36 @@ def test_finetune_picks_the_pinned_design_and_pipeline():
                                                                              "num_classes": 5})
         assert F.model_options(source, "motion", True, 5) == (ARCH[size], {**motion, "frozen_backbone": True,
                                                                             "num_classes": 5})
+
+
+def test_demo_and_ablate_share_the_synthetic_recipe(tmp_path, monkeypatch):
+    """`make demo` and `uniformerv2 ablate` train the recipe of one function over the shipped demo_synth config;
+    the demo keeps the paths it was given (its decoded clips are cached under them), a study makes them absolute."""
+    from uniformerv2 import demo, synth
+    from uniformerv2.engine import load_config
+    from uniformerv2.engine.ablate import synthetic_recipe as ablate_recipe
+    from uniformerv2.engine.recipes import synthetic_recipe
+
+    assert ablate_recipe is synthetic_recipe
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "demo-output" / "data"
+    info = synth.generate(data, classes=["moving left", "moving right", "growing"], videos_per_class=20, workers=1,
+                          progress=False)
+    assert info["splits"]["train"]["count"] == 42  # 14 per class: 5 steps of 8 per epoch, so 20 warmup epochs
+    rel = "demo-output/data"
+    got = load_config(synthetic_recipe(rel, epochs=7, seed=3, model=demo.MODELS["frame_only"], num_workers=0,
+                                       progress=False, absolute=False))
+    frame_only = {"head_dropout": 0.0, "global_mlp_dropout": 0.0, "local_mhra": "none", "global_layers": [],
+                  "temporal_downsample": False}
+    assert got == load_config("demo_synth", {
+        "seed": 3,
+        "model": {"preset": "uniformerv2_tiny", "options": {**frame_only, "num_classes": 3},
+                  "labels": f"{rel}/labels.txt"},
+        "data": {"root": rel, "num_workers": 0},
+        "train": {"epochs": 7, "progress": False, "warmup_epochs": 20.0}})
+    assert got["model"]["options"]["num_frames"] == 8 and got["train"]["lr"] == 1e-3  # from demo_synth.yaml
+    got = load_config(synthetic_recipe(rel))
+    assert got == load_config("demo_synth", {
+        "seed": 0, "model": {"options": {"num_classes": 3}, "labels": str(data.resolve() / "labels.txt")},
+        "data": {"root": str(data.resolve())}, "train": {"epochs": 12, "warmup_epochs": 20.0}})
+    assert got["model"]["preset"] == "tiny_ssv2_8x64" and got["data"]["num_workers"] == 1
