@@ -299,7 +299,7 @@ def test_frozen_backbone_from_a_full_model(tmp_path, nano):
     cfg = load_config(out / "config.yaml")
     assert cfg["model"]["options"]["frozen_backbone"] is True
     # without --lr the official frozen family's LR (from a trained model: 5e-5 at 512), linear in the batch
-    assert F.recipe_run(F.resolve_source(str(nano)), "scene", 32, True)[1] == F.FROZEN_RUNS["video"]
+    assert F.recipe_run(F.resolve_source(str(nano)), "scene", 32, True)[1].name == F.FROZEN_RUNS["video"]
     init, src = load_file(out / "init" / "model.safetensors"), load_file(nano / "model.safetensors")
     assert "balance" in src and "balance" not in init  # the frozen variant: the query alone feeds the head
     assert all(torch.equal(init[k], src[k]) for k in init if not k.startswith("head.fc"))
@@ -318,14 +318,14 @@ def test_default_starting_points_by_kind():
     arch, opts = F.model_options(scene, "scene", False, 10)
     m = u.create_model(arch, **opts)
     assert m.cfg.global_layers == [8, 9, 10, 11] and m.cfg.local_mhra == "none" and not m.cfg.temporal_downsample
-    assert F.recipe_run(scene, "scene", 768, False)[1] == F.Run("MiT B/16 from the Kinetics model (new head)",
-                                                              2e-5, 512, 24, 5)
+    run = F.recipe_run(scene, "scene", 768, False)[1]
+    assert (run.name, run.lr, run.batch, run.epochs, run.warmup) == ("mit_b16_8x224", 2e-5, 512, 24, 5)
     motion = F.resolve_source(F.KINDS["motion"].weights)
     assert (motion.spec, motion.start, motion.arch) == ("clip_b16.openai", "image", "uniformerv2_b16")
     arch, opts = F.model_options(motion, "motion", False, 10)
     assert opts["global_layers"] == list(range(4, 12)) and opts["num_frames"] == 16
     assert F.recipe_run(motion, "motion", 768, False)[1].lr == 4e-5
-    assert F.recipe_run(motion, "motion", 768, True)[1] == F.FROZEN_RUNS["image"]  # 8e-4 at 512
+    assert F.recipe_run(motion, "motion", 768, True)[1].name == F.FROZEN_RUNS["image"]  # 8e-4 at 512
 
 
 def test_memory_plan_checkpoints_only_what_does_not_fit():

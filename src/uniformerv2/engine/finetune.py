@@ -34,37 +34,29 @@ from ..errors import UserError
 from ..fileio import atomic_write_json, atomic_write_text
 from . import distributed as dist
 from .config import DEFAULTS, dump, load_config, merge, parse_overrides
+from .recipes import Run, official_run
 from .schedule import scaled_lr
 
 RAND_AUGMENT = "rand-m7-n4-mstd0.5-inc1"   # every official recipe
-OFFICIAL_END_LR = 1e-6                     # warmup start and cosine floor of every official run, at its own batch
 HEAD_INIT_STD = 2e-5
 GiB = 2**30
 
 
-@dataclass(frozen=True)
-class Run:
-    """One official training run (run.sh): its LR at its global batch, its length and warmup in epochs."""
-    name: str
-    lr: float
-    batch: int
-    epochs: int
-    warmup: float
-
-
-# The official run that matches each starting point (docs/finetune.md has the table and the reasoning).
+# The official run that matches each starting point (docs/finetune.md has the table and the reasoning): a shipped
+# config (configs/NAME.yaml), whose LR at its global batch, epochs, warmup, LR floor, weight decay and clipping
+# the recipe takes (engine.recipes.official_run).
 RUNS = {
-    ("video", "base"): Run("MiT B/16 from the Kinetics model (new head)", 2e-5, 512, 24, 5),
-    ("video", "large"): Run("MiT L/14 from the Kinetics model (new head)", 1e-5, 512, 18, 5),
-    ("image", "scene", "base"): Run("K400 B/16 from CLIP", 1e-5, 256, 55, 5),
-    ("image", "scene", "large"): Run("K710 L/14 from CLIP", 1e-5, 512, 40, 5),
-    ("image", "motion", "base"): Run("SSv2 B/16 from CLIP", 4e-5, 128, 22, 5),
-    ("image", "motion", "large"): Run("SSv2 L/14 from CLIP", 2e-5, 128, 22, 5),
+    ("video", "base"): "mit_b16_8x224",        # MiT B/16 from the Kinetics model, a new head
+    ("video", "large"): "mit_l14_8x224",       # MiT L/14 from the Kinetics model, a new head
+    ("image", "scene", "base"): "k400_b16_8x224_clip",
+    ("image", "scene", "large"): "k710_l14_8x224_clip",
+    ("image", "motion", "base"): "ssv2_b16_16x224",
+    ("image", "motion", "large"): "ssv2_l14_16x224",
 }
 # Frozen backbone: the LR of the official frozen family (global blocks trained / untrained at the start).
 FROZEN_RUNS = {
-    "video": Run("frozen L/14@336 from the frozen K710 model", 5e-5, 512, 5, 1),
-    "image": Run("frozen L/14@336 from CLIP", 8e-4, 512, 50, 0),
+    "video": "k400_frozen_l14_8x336_from_k710",  # from the frozen K710 model
+    "image": "k400_frozen_l14_8x336_clip",       # from CLIP
 }
 
 
@@ -191,8 +183,8 @@ def data_pipeline(source: Source, kind: str) -> dict:
 def recipe_run(source: Source, kind: str, embed_dim: int, frozen: bool) -> tuple[Run, Run]:
     """(the run giving the schedule, the run giving the LR at its batch)."""
     size = size_class(embed_dim)
-    sched = RUNS[("video", size)] if source.start == "video" else RUNS[("image", kind, size)]
-    return sched, (FROZEN_RUNS[source.start] if frozen else sched)
+    sched = official_run(RUNS[("video", size)] if source.start == "video" else RUNS[("image", kind, size)])
+    return sched, (official_run(FROZEN_RUNS[source.start]) if frozen else sched)
 
 
 def default_batch(n_train: int, world: int, device: torch.device, embed_dim: int) -> int:
@@ -344,7 +336,7 @@ def plan_run(prep, out: Path, source: Source, over: dict, *, kind: str, frozen: 
         "train": {"epochs": n_epochs, "batch_size": batch, "accum_steps": 1,
                   "lr": lr if lr is not None else lr_run.lr, "lr_scaling": "none" if lr is not None else "linear",
                   "lr_ref_batch": lr_run.batch, "warmup_epochs": round(sched.warmup * n_epochs / sched.epochs, 3),
-                  "weight_decay": 0.05, "layer_decay": None, "clip_grad": 20.0,
+                  "weight_decay": lr_run.weight_decay, "layer_decay": None, "clip_grad": lr_run.clip_grad,
                   "precision": training_precision(device), "grad_checkpointing": 0, "eval_every": 1,
                   "keep_last": 1, "device": device.type, **({} if progress else {"progress": False})},
         "eval": {"test_clips": pipeline["test_clips"], "test_crops": pipeline["test_crops"]},
@@ -365,11 +357,11 @@ def plan_run(prep, out: Path, source: Source, over: dict, *, kind: str, frozen: 
         t["grad_checkpointing"] = mem["grad_checkpointing"]
     if not _has(over, "train.accum_steps"):
         t["accum_steps"] = mem["accum"]
-    # the LR of the run at the actual global batch, linear in it; the official 1e-6 floor keeps its ratio to it
+    # the LR of the run at the actual global batch, linear in it; the run's warmup start and floor keep their ratio
     peak = scaled_lr(t["lr"], t["batch_size"], t["lr_scaling"], t["lr_ref_batch"])
     for key in ("min_lr", "warmup_start_lr"):
         if not _has(over, f"train.{key}"):
-            t[key] = peak * OFFICIAL_END_LR / lr_run.lr
+            t[key] = peak * getattr(lr_run, key) / lr_run.lr
     cfg = load_config(cfg)  # the defaults filled in and every value checked, as `train` will read it
 
     model.data_config = model.data_config.replace(**cfg["data"]["pipeline"])
@@ -405,7 +397,7 @@ def _notes(source, kind, frozen, cfg, sched, lr_run, peak, mem, model, user_lr) 
     if user_lr:
         lines.append(f"lr: {t['lr']:g} as given (no scaling)")
     else:
-        lines.append(f"lr: {lr_run.lr:g} at batch {lr_run.batch} ({lr_run.name}), linear in the global batch: "
+        lines.append(f"lr: {lr_run.lr:g} at batch {lr_run.batch} (config {lr_run.name}), linear in the global batch: "
                      f"x {t['batch_size']}/{lr_run.batch} = {peak:.3g}")
     lines.append(f"schedule: {t['epochs']} epochs ({sched.name}: {sched.epochs}), warmup {t['warmup_epochs']:g} "
                  f"from {t['warmup_start_lr']:.3g}, cosine to {t['min_lr']:.3g}; AdamW wd {t['weight_decay']:g}, "
@@ -575,4 +567,4 @@ def _annotate(path: Path, cfg: dict, notes: list[str]) -> None:
 
 
 __all__ = ["finetune", "resolve_source", "model_options", "data_pipeline", "recipe_run", "memory_plan",
-           "activation_bytes", "build_start_model", "KINDS", "RUNS", "FROZEN_RUNS"]
+           "activation_bytes", "build_start_model", "KINDS", "RUNS", "FROZEN_RUNS", "Run"]
