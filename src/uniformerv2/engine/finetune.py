@@ -30,7 +30,7 @@ from typing import Callable
 
 import torch
 
-from ..errors import UserError
+from ..errors import CheckpointError, UserError
 from ..fileio import atomic_write_json, atomic_write_text
 from . import distributed as dist
 from .config import DEFAULTS, dump, load_config, merge, parse_overrides
@@ -302,12 +302,28 @@ def build_start_model(source: Source, arch: str, options: dict, labels: list[str
 
 # ----------------------------------------------------------------------------------------------- planning
 def check_overrides(overrides) -> dict:
-    """``key=value`` strings (or a nested dict) as a nested dict, refusing the keys finetune sets itself."""
+    """``key=value`` strings (or a nested dict) as a nested dict, refusing the keys finetune sets itself, keys
+    the config does not have and values it does not take (checked over the defaults: before any work)."""
     over = overrides if isinstance(overrides, dict) else parse_overrides(overrides or [])
     bad = [k for k in FORBIDDEN_OVERRIDES if _has(over, k)]
     if bad:
         raise UserError(f"{bad[0]} is set by finetune (use --from and the data arguments), not by an override")
+    load_config(None, over)
     return over
+
+
+def _resolve(spec: str) -> Source:
+    """The starting weights of ``--from``; a preset with nothing to download is answered in finetune's terms."""
+    from ..model.presets import PRESETS
+
+    try:
+        return resolve_source(spec)
+    except CheckpointError:
+        if spec in PRESETS and not Path(spec).exists():
+            raise UserError(f"{spec} is a preset with no weights to download: give --from its weights file (a "
+                            "checkpoint: the architecture is read from it), a model or run directory, or a "
+                            "pretrained name (uniformerv2 models --pretrained)") from None
+        raise
 
 
 def plan_run(prep, out: Path, source: Source, over: dict, *, kind: str, frozen: bool, epochs: int | None,
@@ -329,8 +345,10 @@ def plan_run(prep, out: Path, source: Source, over: dict, *, kind: str, frozen: 
         "seed": seed,
         "model": {"preset": arch, "options": options, "pretrained": None, "checkpoint": str((out / "init").resolve()),
                   "head": "keep", "labels": str((out / "labels.txt").resolve())},
+        # data.test: the val list too (the split has no test part), so that `uniformerv2 eval --config` finds
+        # one; `train` here leaves it out (finetune evaluates the kept weights on val itself, in val/)
         "data": {"root": prep.root, "train": str((out / "train.csv").resolve()),
-                 "val": str((out / "val.csv").resolve()), "test": None,
+                 "val": str((out / "val.csv").resolve()), "test": str((out / "val.csv").resolve()),
                  "num_workers": workers if workers is not None else max(0, min(8, cpus // local - 1)),
                  "pipeline": pipeline},
         "train": {"epochs": n_epochs, "batch_size": batch, "accum_steps": 1,
@@ -432,6 +450,9 @@ def finetune(data, output, *, weights: str | None = None, kind: str = "scene", e
             raise UserError(f"{name} must be a positive integer, got {v!r}")
     if lr is not None and not lr > 0:
         raise UserError(f"lr must be positive, got {lr!r}")
+    if workers is not None and (not isinstance(workers, int) or workers < 0):
+        raise UserError(f"workers must be 0 or more, got {workers!r}")
+    overrides = check_overrides(overrides)  # every argument is checked before the scan
     out = Path(output)
     has_run = (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step_*.pt"))
     if resume and not (out / "config.yaml").is_file():
@@ -452,7 +473,8 @@ def finetune(data, output, *, weights: str | None = None, kind: str = "scene", e
                 skip_small_classes=skip_small_classes, progress=progress and main))
         from .train import train
 
-        trained = train(cfg, out, resume=resume)  # leaves the process group at its end
+        # without data.test: the kept weights are evaluated on val below (val/), not the best ones in test/
+        trained = train(merge(cfg, {"data": {"test": None}}), out, resume=resume)  # leaves the process group
     finally:
         dist.cleanup()
     summary = {"output_dir": str(out), "train": trained, **facts}
@@ -496,7 +518,7 @@ def _prepare(data, out: Path, device, plan_args: dict, prep_args: dict) -> dict:
 
     # everything that can be checked without reading the videos first: a wrong name fails in a second
     over = check_overrides(plan_args.pop("overrides"))
-    source = resolve_source(plan_args.pop("weights") or KINDS[plan_args["kind"]].weights)
+    source = _resolve(plan_args.pop("weights") or KINDS[plan_args["kind"]].weights)
     if not Path(data).exists():
         raise UserError(f"{data}: no such folder or list file")
     out.mkdir(parents=True, exist_ok=True)
@@ -561,7 +583,8 @@ def _final_eval(cfg: dict, out: Path, device, progress: bool) -> dict:
 def _annotate(path: Path, cfg: dict, notes: list[str]) -> None:
     """``config.yaml``: the resolved recipe, headed by what finetune chose (comments; `train` reads it as is)."""
     head = ["uniformerv2 finetune: the resolved recipe. Reproduce: uniformerv2 train --config THIS_FILE --output DIR",
-            *notes]
+            "data.test is the val list (the split has train and val only): uniformerv2 eval --config THIS_FILE "
+            "--model RUN/final evaluates on it", *notes]
     text = "".join(f"# {line}\n" for line in head) + dump(cfg)
     atomic_write_text(path, text)
 
