@@ -12,8 +12,9 @@ The steps, top to bottom (``uniformerv2 finetune`` is a thin layer over this):
    model brings its own architecture, image-ViT weights are armed with the kind's design.
 3. Build the starting model once (weights loaded, head re-initialised for the user's classes with their
    names, at a small scale, ``frozen_backbone`` applied) and save it as ``init/``; the recipe points at it.
-4. Resolve the recipe: the official run that matches the starting point gives the LR at its global batch,
-   scaled *linearly* to the actual global batch (the maintainers' rule), its epochs, warmup and cosine;
+4. Resolve the recipe: the official run that matches the starting point (a shipped config, ``RUNS``; the
+   kind's design, drop paths, augmentation and test views are those of its config's preset) gives the LR at
+   its global batch, scaled *linearly* to the actual global batch (the maintainers' rule), its epochs, warmup and cosine;
    bf16 on a GPU / fp32 on a CPU; activation checkpointing of as many blocks as the estimated memory needs.
    ``key=value`` overrides go on top. The result is a normal ``train`` recipe: ``config.yaml``.
 5. Train (``engine.train``; under torchrun every process runs this function), then evaluate the best
@@ -37,7 +38,6 @@ from .config import DEFAULTS, dump, load_config, merge, parse_overrides
 from .recipes import Run, official_run
 from .schedule import scaled_lr
 
-RAND_AUGMENT = "rand-m7-n4-mstd0.5-inc1"   # every official recipe
 HEAD_INIT_STD = 2e-5
 GiB = 2**30
 
@@ -62,25 +62,43 @@ FROZEN_RUNS = {
 
 @dataclass(frozen=True)
 class Kind:
+    """A kind of data: the default starting weights, and the official run whose model and data recipe (its
+    config's preset) gives the design of a backbone armed from image weights, the drop paths, the augmentation and
+    the test views."""
     weights: str          # registry name of the default starting weights
-    design: dict          # ModelConfig options for a backbone armed from image weights
+    config: str           # the shipped config of that run (the kind's run from CLIP at B/16)
     n_global: Callable    # depth -> global UniBlocks (after the last layers), for an image-weights start
-    regularise: dict      # drop paths of the official recipe
-    pipeline: dict        # DataConfig fields: augmentation and test views
     augmentation: str
+
+    @property
+    def design(self) -> dict:
+        """ModelConfig options for a backbone armed from image weights."""
+        return {key: _recipe_of(self.config)[0][key] for key in ("local_mhra", "temporal_downsample", "num_frames")}
+
+    @property
+    def regularise(self) -> dict:
+        """Drop paths of the official recipe."""
+        return {key: _recipe_of(self.config)[0][key] for key in ("drop_path_rate", "global_drop_path_rate")}
+
+    @property
+    def pipeline(self) -> dict:
+        """DataConfig fields: augmentation and test views."""
+        return {key: _recipe_of(self.config)[1][key]
+                for key in ("flip", "rand_augment", "repeated_aug", "test_clips", "test_crops")}
+
+
+def _recipe_of(config: str) -> tuple[dict, dict]:
+    """(ModelConfig fields, DataConfig fields) of the preset a shipped config trains."""
+    from ..model.presets import build_config
+
+    cfg, preset = build_config(load_config(config)["model"]["preset"])
+    return cfg.to_dict(), preset.data_config().to_dict()
 
 
 KINDS = {
-    "scene": Kind("k710_b16_8x224.clip",
-                  dict(local_mhra="none", temporal_downsample=False, num_frames=8), lambda depth: min(4, depth),
-                  dict(drop_path_rate=0.0, global_drop_path_rate=0.0),
-                  dict(flip=True, rand_augment=RAND_AUGMENT, repeated_aug=1, test_clips=4, test_crops=3),
+    "scene": Kind("k710_b16_8x224.clip", RUNS[("image", "scene", "base")], lambda depth: min(4, depth),
                   "Kinetics augmentation (RandAugment, random resized crop, flip)"),
-    "motion": Kind("clip_b16.openai",
-                   dict(local_mhra="double", temporal_downsample=True, num_frames=16),
-                   lambda depth: max(1, round(depth * 2 / 3)),
-                   dict(drop_path_rate=0.2, global_drop_path_rate=0.4),
-                   dict(flip=False, rand_augment=RAND_AUGMENT, repeated_aug=2, test_clips=1, test_crops=3),
+    "motion": Kind("clip_b16.openai", RUNS[("image", "motion", "base")], lambda depth: max(1, round(depth * 2 / 3)),
                    "Something-Something augmentation (RandAugment, random resized crop, no flip, 2 clips per "
                    "video and step)"),
 }
@@ -177,7 +195,8 @@ def data_pipeline(source: Source, kind: str) -> dict:
     known = source.data or {}
     default = DataConfig()
     conv = {key: known.get(key, getattr(default, key)) for key in ("mean", "std", "bgr")}
-    return {**KINDS[kind].pipeline, **conv, "sampling": "sparse", "crop_scale": [0.08, 1.0]}
+    recipe = _recipe_of(KINDS[kind].config)[1]
+    return {**KINDS[kind].pipeline, **conv, "sampling": recipe["sampling"], "crop_scale": recipe["crop_scale"]}
 
 
 def recipe_run(source: Source, kind: str, embed_dim: int, frozen: bool) -> tuple[Run, Run]:
