@@ -15,8 +15,8 @@ The steps, top to bottom (``uniformerv2 finetune`` is a thin layer over this):
 4. Resolve the recipe: the official run that matches the starting point (a shipped config, ``RUNS``; the
    kind's design, drop paths, augmentation and test views are those of its config's preset) gives the LR at
    its global batch, scaled *linearly* to the actual global batch (the maintainers' rule), its epochs, warmup
-   and cosine; bf16 on a GPU / fp32 on a CPU; activation checkpointing of as many blocks as the estimated memory needs.
-   ``key=value`` overrides go on top. The result is a normal ``train`` recipe: ``config.yaml``.
+   and cosine; bf16 on a GPU / fp32 on a CPU; activation checkpointing of as many blocks as the estimated
+   memory needs. ``key=value`` overrides go on top. The result is a normal ``train`` recipe: ``config.yaml``.
 5. Train (``engine.train``; under torchrun every process runs this function), then evaluate the best
    weights on val with the model's test views (``val/``: metrics.json, per_class.csv, confusion.png,
    predictions.json) and print where the model is, its val accuracy and the ``predict`` command.
