@@ -61,7 +61,9 @@ def test_shipped_recipes_match_the_official_table():
         c = load_config(name)
         t = c["train"]
         assert (t["batch_size"], t["lr"], t["epochs"], t["warmup_epochs"]) == (batch, lr, epochs, warmup), name
-        assert (c["eval"]["test_clips"], c["eval"]["test_crops"], t["grad_checkpointing"]) == (clips, crops, gc)
+        views = uniformerv2.get_preset(c["model"]["preset"]).data_config()  # one source: the preset's views
+        assert (views.test_clips, views.test_crops, t["grad_checkpointing"]) == (clips, crops, gc)
+        assert (c["eval"]["test_clips"], c["eval"]["test_crops"]) == (None, None)
         assert (t["weight_decay"], t["clip_grad"], t["min_lr"], t["lr_scaling"], c["seed"]) == \
             (0.05, 20.0, 1e-6, "none", 6666)
         assert c["model"]["preset"] in uniformerv2.list_presets()

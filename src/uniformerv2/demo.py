@@ -35,23 +35,7 @@ MODELS = {
                    "title": "frame-only ablation"},
 }
 EPOCHS = 20
-WARMUP_STEPS = 100  # from scratch, a short warmup can leave the tiny model stuck at chance
 THREADS = 1         # per training: a model this small runs best on one core, and two side by side use two
-
-
-def recipe(data_dir: Path, model: dict, classes: int, train_videos: int, epochs: int, seed: int,
-           progress: bool) -> dict:
-    steps_per_epoch = max(1, train_videos // 8)  # demo_synth's batch size
-    return {
-        "base": "demo_synth",
-        "seed": seed,
-        "model": {"preset": model["preset"], "options": {**model["options"], "num_classes": classes},
-                  "labels": str(data_dir / "labels.txt")},
-        # the clips come decoded from memory: the transforms alone are cheaper than a worker process
-        "data": {"root": str(data_dir), "num_workers": 0},
-        "train": {"epochs": epochs, "progress": progress,
-                  "warmup_epochs": max(1.0, round(WARMUP_STEPS / steps_per_epoch, 2))},
-    }
 
 
 def run(output: str | Path = "demo-output", videos_per_class: int = 200, epochs: int = EPOCHS, seed: int = 0,
@@ -63,6 +47,7 @@ def run(output: str | Path = "demo-output", videos_per_class: int = 200, epochs:
     of each step."""
     from . import synth
     from .data import ClipCache
+    from .engine.recipes import synthetic_recipe
 
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,7 +75,10 @@ def run(output: str | Path = "demo-output", videos_per_class: int = 200, epochs:
         run_dir = out / name
         if run_dir.exists():
             shutil.rmtree(run_dir)
-        cfg = recipe(data, model, len(labels), info["splits"]["train"]["count"], epochs, seed, progress)
+        # the paths as given: the clips are cached under them; the clips come decoded from memory, so the
+        # transforms alone are cheaper than a worker process
+        cfg = synthetic_recipe(data, epochs=epochs, seed=seed, model=model, num_workers=0, progress=progress,
+                               absolute=False)
         jobs[name] = (cfg, run_dir)
     how = ("side by side on one core each (the frame-only run logs to "
            f"{out / 'frame_only' / 'train.log'})") if side_by_side else "one after the other"

@@ -83,6 +83,8 @@ def run(args) -> int:
     bad = [o for o in args.overrides if "=" not in o]
     if bad:
         raise UserError(f"overrides must be key=value, got {bad[0]!r}")
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"--workers must be >= 0, got {args.workers}")
     try:
         finetune(args.data, args.output, weights=args.weights, kind=args.kind, epochs=args.epochs,
                  frozen_backbone=args.frozen_backbone, batch_size=args.batch_size, lr=args.lr, val=args.val,
