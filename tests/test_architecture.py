@@ -20,7 +20,8 @@ LAYERS = [
     {"accel"},
     {"factory"},
     {"engine", "inference", "synth", "bench"},
-    {"demo", "cli"},
+    {"demo"},
+    {"cli"},
     {"__main__"},
 ]
 LAYER_OF = {unit: i for i, units in enumerate(LAYERS) for unit in units}

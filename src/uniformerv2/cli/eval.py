@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from .common import add_device, add_dtype, add_output, add_quiet, add_views, add_workers
 
 
 def add_parser(subparsers) -> None:
@@ -19,15 +20,20 @@ def add_parser(subparsers) -> None:
             "confusion.png, metrics.json and manifest.jsonl (resumable with --resume). --model: a model\n"
             "directory, a run directory (its best/ or final/), or a checkpoint file (ours or official)\n"
             "loaded into model.preset of the config. Decoding runs in --workers processes; sharded over\n"
-            "processes under torchrun (each video counted once)."))
+            "processes under torchrun (each video counted once). Exit code 1 when some videos could not\n"
+            "be read (they are reported and left out of the metrics)."))
     p.add_argument("--config", "-c", required=True, help="YAML file or shipped config name")
     p.add_argument("--model", "-m", required=True, metavar="PATH", help="model dir, run dir or checkpoint file")
     p.add_argument("--split", default="test", choices=("test", "val"), help="which list of the config (default: test)")
     p.add_argument("--list", metavar="FILE", help="labelled video list ('path,label' lines) instead of the config's")
     p.add_argument("--root", metavar="DIR", help="resolve relative paths of the list here (data.root)")
-    p.add_argument("--output", "--out", "-o", metavar="DIR", help="write the evaluation files here")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="processes that decode videos (default: usable cores minus one, per process)")
+    add_output(p, aliases=("--out",), help="write the evaluation files here")
+    add_views(p, help="test views, clips x crops (default: the config's eval.test_clips x eval.test_crops, "
+                      "else the model's)")
+    add_device(p, help="cpu, cuda, cuda:1, mps ... (default: the config's train.device)")
+    add_dtype(p)
+    add_workers(p)
+    add_quiet(p)
     p.add_argument("--resume", action="store_true", help="continue the evaluation recorded in --output")
     p.add_argument("--retry-failed", action="store_true", help="with --resume: try the failed videos again")
     p.add_argument("--overwrite", action="store_true", help="start again in an --output that holds a run")
@@ -71,7 +77,9 @@ def run(args) -> int:
         cfg["data"]["root"] = args.root
     if not cfg["data"][args.split]:
         raise UserError(f"data.{args.split} is not set (a list file of 'path,label' lines; or --list FILE)")
-    info = dist.setup(cfg["train"]["device"])
+    if args.quiet:
+        cfg["train"]["progress"] = False
+    info = dist.setup(args.device or cfg["train"]["device"])
     try:
         model = optimize(resolve_model(args.model, cfg).to(info.device), for_inference=True)  # fp32, no autocast
         cfg["data"]["test"] = cfg["data"][args.split]
@@ -100,6 +108,10 @@ def run(args) -> int:
             v = res["video_level"]
             print(f"video level: top-1 {v['top1']:.2f}  top-5 {v['top5']:.2f}  ({v['count']} videos)")
         if args.output:
-            print(f"wrote {args.output}/metrics.json, per_class.csv, predictions.json, confusion.png, manifest.jsonl")
+            print(f"wrote {args.output}/metrics.json, per_class.csv, predictions.json, confusion.png, manifest.jsonl",
+                  file=sys.stderr)
         print(RunStats.combine(res["figures"]).line(), file=sys.stderr)
-    return 0
+        if res["skipped"]:
+            print(f"uniformerv2: {len(res['skipped'])} of {res['count'] + len(res['skipped'])} videos could not be "
+                  f"read", file=sys.stderr)
+    return 1 if res["skipped"] else 0
