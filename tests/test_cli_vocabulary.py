@@ -174,6 +174,18 @@ def test_a_cuda_device_without_cuda_is_one_line(tmp_path):
     assert r.returncode == 2 and r.stderr == "uniformerv2: error: device 'cuda:1' asked for but CUDA is not available\n"
 
 
+def test_demo_subcommand_parses_as_the_module_does():
+    from uniformerv2 import demo
+
+    module = argparse.ArgumentParser()
+    demo.add_arguments(module)
+    for argv in ([], ["-o", "d", "--epochs", "3", "--seed", "2", "--quiet"], ["--videos-per-class", "5",
+                                                                          "--one-after-the-other"]):
+        sub = vars(parse("demo", *argv))
+        assert sub.pop("func").__module__ == "uniformerv2.cli.demo" and sub.pop("command") == "demo"
+        assert sub == vars(module.parse_args(argv)), argv
+
+
 def test_version():
     r = cli("--version")
     assert r.returncode == 0 and r.stdout == f"uniformerv2 {uniformerv2.__version__}\n"
