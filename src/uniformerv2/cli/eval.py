@@ -31,7 +31,7 @@ def add_parser(subparsers) -> None:
     add_views(p, help="test views, clips x crops (default: the config's eval.test_clips x eval.test_crops, "
                       "else the model's)")
     add_device(p, help="cpu, cuda, cuda:1, mps ... (default: the config's train.device)")
-    add_dtype(p)
+    add_dtype(p, help="compute dtype (default: fp32)")
     add_workers(p)
     add_quiet(p)
     p.add_argument("--resume", action="store_true", help="continue the evaluation recorded in --output")
