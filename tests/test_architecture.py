@@ -21,7 +21,8 @@ LAYERS = [
     {"factory"},
     {"inference"},
     {"engine", "synth", "bench"},
-    {"demo", "cli"},
+    {"demo"},
+    {"cli"},
     {"__main__"},
 ]
 LAYER_OF = {unit: i for i, units in enumerate(LAYERS) for unit in units}

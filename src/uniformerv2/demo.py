@@ -248,19 +248,29 @@ def _predict_one(out: Path, data: Path) -> dict:
     return {"video": str(video), "true_label": labels[int(label)], "top_k": pred["top_k"]}
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m uniformerv2.demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--output", default="demo-output")
-    p.add_argument("--videos-per-class", type=int, default=200)
-    p.add_argument("--epochs", type=int, default=EPOCHS)
-    p.add_argument("--seed", type=int, default=0)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The demo's options: the same for ``python -m uniformerv2.demo`` and ``uniformerv2 demo``."""
+    p.add_argument("--output", "-o", default="demo-output", metavar="DIR",
+                   help="output folder (default: demo-output)")
+    p.add_argument("--videos-per-class", type=int, default=200, metavar="N",
+                   help="synthetic clips per class (default: 200)")
+    p.add_argument("--epochs", type=int, default=EPOCHS, metavar="N", help=f"training epochs (default: {EPOCHS})")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
     p.add_argument("--one-after-the-other", action="store_true",
                    help="train the two models in turn in this process (default: side by side, two processes)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = p.parse_args(argv)
+
+
+def run_args(args) -> int:
     run(args.output, args.videos_per_class, args.epochs, args.seed, progress=not args.quiet,
         side_by_side=not args.one_after_the_other)
     return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m uniformerv2.demo", description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    return run_args(p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from .common import add_device, add_dtype, add_output, add_quiet, add_views, add_workers
 
 
 def add_parser(subparsers) -> None:
@@ -13,12 +14,13 @@ def add_parser(subparsers) -> None:
         "eval", formatter_class=argparse.RawDescriptionHelpFormatter,
         help="evaluate a model on a list of videos with multi-view testing",
         description=(
-            "Multi-view evaluation (clips x crops, aggregated by summed softmax or mean logits): top-1,\n"
+            "Multi-view evaluation (clips x crops, aggregated by mean softmax or mean logits): top-1,\n"
             "top-5, mean class accuracy; with --output also per_class.csv, predictions.json,\n"
             "confusion.png, metrics.json and manifest.jsonl (resumable with --resume). --model: a model\n"
             "directory, a run directory (its best/ or final/), or a checkpoint file (ours or official)\n"
             "loaded into model.preset of the config. Decoding runs in --workers processes; sharded over\n"
-            "processes under torchrun (each video counted once)."))
+            "processes under torchrun (each video counted once). Exit code 1 when some videos could not\n"
+            "be read (they are reported and left out of the metrics)."))
     p.add_argument("--config", "-c", required=True, help="YAML file or shipped config name")
     p.add_argument("--model", "-m", required=True, metavar="PATH", help="model dir, run dir or checkpoint file")
     p.add_argument("--split", default="test", choices=("test", "val"), help="which list of the config (default: test)")
@@ -27,9 +29,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--labels", metavar="FILE",
                    help="class names of the list's label indices, one per line (default: labels.txt or "
                         "classes.txt beside the list); 'model': the indices are in the model's class order")
-    p.add_argument("--output", "--out", "-o", metavar="DIR", help="write the evaluation files here")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="processes that decode videos (default: usable cores minus one, per process)")
+    add_output(p, aliases=("--out",), help="write the evaluation files here")
+    add_views(p, help="test views, clips x crops (default: the config's eval.test_clips x eval.test_crops, "
+                      "else the model's)")
+    add_device(p, help="cpu, cuda, cuda:1, mps ... (default: the config's train.device)")
+    add_dtype(p, help="compute dtype (default: fp32)")
+    add_workers(p)
+    add_quiet(p)
     p.add_argument("--resume", action="store_true", help="continue the evaluation recorded in --output")
     p.add_argument("--retry-failed", action="store_true", help="with --resume: try the failed videos again")
     p.add_argument("--overwrite", action="store_true", help="start again in an --output that holds a run")
@@ -79,18 +85,17 @@ def run(args) -> int:
     list_path = _list_path(cfg["data"]["root"], cfg["data"][split])
     if not Path(list_path).is_file():
         raise UserError(f"data.{split}: list file {list_path} not found")
-    device = getattr(args, "device", None)
-    info = dist.setup(device or cfg["train"]["device"])
+    info = dist.setup(args.device or cfg["train"]["device"])
     try:
         model = resolve_model(args.model, cfg)
-        clf = VideoClassifier(model, device=info.device, dtype=getattr(args, "dtype", None) or "fp32")
+        clf = VideoClassifier(model, device=info.device, dtype=args.dtype or "fp32")
         items, how = labelled_items(list_path, root=cfg["data"]["root"], sep=cfg["data"]["separator"],
                                     model_labels=model.labels, list_labels=args.labels)
         clips = cfg["eval"]["test_clips"] or clf.data.test_clips
         crops = cfg["eval"]["test_crops"] or clf.data.test_crops
-        views = getattr(args, "views", None) or f"{clips}x{crops}"
+        views = args.views or f"{clips}x{crops}"
         workers = args.workers if args.workers is not None else cfg["eval"]["num_workers"]
-        progress = cfg["train"]["progress"] and info.is_main and not getattr(args, "quiet", False)
+        progress = cfg["train"]["progress"] and info.is_main and not args.quiet
         d = cfg["data"]
         res = evaluate_videos(
             clf, items, aggregate=cfg["eval"]["aggregate"], views=views, workers=workers, out_dir=args.output,
@@ -102,7 +107,7 @@ def run(args) -> int:
     finally:
         dist.cleanup()
     if res is None or not info.is_main:   # another process of a torchrun run: rank 0 reports
-        return 0
+        return 1 if res is not None and res["skipped"] else 0
     print(f"top-1 {res['top1']:.2f}  top-5 {res['top5']:.2f}  mean class accuracy "
           f"{res['mean_class_accuracy']:.2f}  ({res['count']} videos, {len(res['skipped'])} skipped, "
           f"{views} views, {res['aggregate']} aggregation)")
@@ -114,4 +119,7 @@ def run(args) -> int:
         print(f"wrote {args.output}/metrics.json, per_class.csv, predictions.json, confusion.png, manifest.jsonl",
               file=sys.stderr)
     print(res["stats"].line(), file=sys.stderr)
-    return 0
+    if res["skipped"]:
+        print(f"uniformerv2: {len(res['skipped'])} of {res['count'] + len(res['skipped'])} videos could not be "
+              "read", file=sys.stderr)
+    return 1 if res["skipped"] else 0
