@@ -385,7 +385,7 @@ def test_every_argument_is_checked_before_the_scan(tmp_path, nano, data, capsys)
     nothing scanned and no run directory."""
     run = tmp_path / "run"
     for args, message in (
-            (["--from", nano, "--workers", "-2"], "--workers must be >= 0, got -2"),
+            (["--from", nano, "--workers", "-2"], "must be >= 0, got -2"),
             (["--from", nano, "train.foo=1"], "unknown config key 'train.foo'"),
             (["--from", nano, "data.pipeline.flipp=false"], "unknown data option(s): flipp"),
             (["--from", nano, "train.epochs=0"], "train.epochs must be a positive integer, got 0"),
