@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import re
 import runpy
 import shlex
@@ -88,7 +89,7 @@ def read_blocks(path: Path) -> list[Block]:
             j += 1
         prev = next((lines[k] for k in range(i - 1, -1, -1) if lines[k].strip()), "")
         marker = MARKER.match(prev)
-        body = [ln[indent:] if ln[:indent].isspace() else ln.lstrip() for ln in lines[i + 1:j]]
+        body = [ln[indent:] if not indent or ln[:indent].isspace() else ln.lstrip() for ln in lines[i + 1:j]]
         blocks.append(Block(path, i + 1, lang, body, parse_marker(marker.group(1)) if marker else {}))
         i = j + 1
     return blocks
@@ -367,3 +368,100 @@ def test_a_removed_option_fails(tmp_path):
     assert [w is not None and "--no-such-option" in w for w in why[:3]] == [True] * 3, why
     assert why[3] == "no Makefile target ['no-such-target']"
     assert why[4] is None                                         # placeholders stand for valid values
+
+
+# ----------------------------------------------------------------------------------------------- python blocks
+# What a ``tiny`` block runs instead: (pattern, replacement), applied in order to the block's source.
+TINY = [
+    (r'"k400_b16_8x224\.k710_ft"|"k400_l14_16x224\.k710_ft"|"mit_b16_8x224"', '"tiny_model"'),  # names: a local dir
+    (r'"k400_b16_8x224"', '"tiny_k400_8x64"'),
+    (r'"ssv2_b16_16x224"', '"tiny_ssv2_8x64"'),
+    (r'"uniformerv2_b16"', '"uniformerv2_tiny"'),
+    (r'pretrained="clip"', 'pretrained="ViT-B-16.pt"'),               # OpenAI's CLIP file: the tiny one in FILES
+    (r'(\d), 224, 224\)', r'\1, 64, 64)'),
+    (r'crop_size=224', 'crop_size=64'),
+    (r'workers=\d+', 'workers=0'),
+    (r'device="cuda"', 'device="cpu"'),
+    (r'range\(10\)', 'range(2)'),
+    (r'"train\.epochs=2"', '"train.epochs=1", "train.batch_size=4", "data.num_workers=0", "eval.num_workers=0"'),
+]
+# The working directory of every block holds these (built once per module, linked into each block's folder).
+FILES = {
+    "video.mp4, clip.mp4, v.mp4, a.mp4, b.mp4": "6 s, 8 fps, 64x48 (tests/videogen.py)",
+    "match.mp4": "the same video (long enough for 4 s windows every 2 s)",
+    "train.csv": "a.mp4,0 / b.mp4,1 / v.mp4,2 / clip.mp4,3",
+    "tiny_model/, runs/exp1/final/": "a tiny_k400_8x64 model directory (random weights)",
+    "runs/k400_b16/": "a smaller one (uniformerv2_nano at 8x64, 5 classes): quicker to export",
+    "k400_b16_8x224.pyth, k400+k710_uniformerv2_b16_8x224.pyth": "that model in the official layout",
+    "ViT-B-16.pt": "an OpenAI CLIP file with uniformerv2_tiny's shapes",
+}
+# What ``given`` names stand for.
+GIVEN = {
+    "model": lambda: __import__("uniformerv2").load_model("tiny_model"),
+    "clf": lambda: __import__("uniformerv2").VideoClassifier.from_pretrained("tiny_model"),
+    "paths": lambda: ["a.mp4", "b.mp4"],
+    "epoch": lambda: 0,
+    "u": lambda: __import__("uniformerv2"),
+}
+
+
+@pytest.fixture(scope="module")
+def doc_files(tmp_path_factory):
+    import torch
+
+    import uniformerv2 as u
+    from videogen import write_video
+    from weightfiles import tiny_clip_visual, write_openai_clip
+
+    root = tmp_path_factory.mktemp("docfiles")
+    write_video(root / "video.mp4", num_frames=48, width=64, height=48, fps=8)
+    for name in ("clip.mp4", "v.mp4", "a.mp4", "b.mp4", "match.mp4"):
+        (root / name).symlink_to(root / "video.mp4")
+    (root / "train.csv").write_text("a.mp4,0\nb.mp4,1\nv.mp4,2\nclip.mp4,3\n")
+    torch.manual_seed(0)
+    model = u.create_model("tiny_k400_8x64").eval()
+    model.save_pretrained(root / "tiny_model")
+    model.save_pretrained(root / "runs/exp1/final")
+    u.create_model("uniformerv2_nano", num_frames=8, img_size=64, num_classes=5,
+                   labels=["a", "b", "c", "d", "e"]).save_pretrained(root / "runs/k400_b16")
+    official = u.export_official_state_dict(model)
+    for name in ("k400_b16_8x224.pyth", "k400+k710_uniformerv2_b16_8x224.pyth"):
+        torch.save(official, root / name)
+    write_openai_clip(root / "ViT-B-16.pt", tiny_clip_visual())
+    return root
+
+
+def python_blocks() -> list:
+    return [pytest.param(b, id=b.where) for d in DOCS for b in read_blocks(d) if b.lang == "python"]
+
+
+def tiny_source(text: str) -> str:
+    for pattern, replacement in TINY:
+        text = re.sub(pattern, replacement, text)
+    return text
+
+
+@pytest.mark.parametrize("block", python_blocks())
+def test_documented_python_runs(block, doc_files, tmp_path, monkeypatch):
+    import shutil
+
+    if "skip" in block.options:
+        pytest.skip(block.options["skip"] or "marked skip")
+    shutil.copytree(doc_files, tmp_path / "cwd", symlinks=True, copy_function=os.symlink)
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setenv("UNIFORMERV2_OFFLINE", "1")        # a name that would download fails here, not hangs
+    monkeypatch.setenv("UNIFORMERV2_HOME", str(tmp_path / "home"))
+    for command in block.options.get("run", []):
+        from uniformerv2.cli import main
+
+        words = shlex.split(command)
+        assert words[0] == "uniformerv2", f"{block.where}: run only takes uniformerv2 commands"
+        assert main(words[1:]) == 0, f"{block.where}: {command}"
+    names = [n.strip() for n in block.options.get("given", "").split(",") if n.strip()]
+    unknown = set(names) - set(GIVEN)
+    assert not unknown, f"{block.where}: no GIVEN for {sorted(unknown)}"
+    namespace = {"__name__": "__doc_block__", **{n: GIVEN[n]() for n in names}}
+    source = tiny_source(block.text) if "tiny" in block.options else block.text
+    code = compile("\n" * block.line + source, f"{block.where}", "exec")   # tracebacks point at the doc's lines
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(code, namespace)
