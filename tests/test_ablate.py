@@ -91,7 +91,17 @@ def test_components_study_resumes_after_a_kill_and_reports_real_numbers(tiny_dat
         fresh = u.create_model("tiny_ssv2_8x64", img_size=32, num_classes=2, **r["options"])
         assert r["params"] == sum(p.numel() for p in fresh.parameters()) == sum(p.numel() for p in model.parameters())
         assert r["flops"] == count_flops(fresh) > 0
-        assert 0 <= r["top1"] <= 100 and r["metric"] == "test" and r["seconds"] > 0
+        assert r["metric"] == "test" and r["seconds"] > 0
+        # the reported top-1 is the share of the test videos the trained model gets right
+        test = [(str(tiny_data / v), int(c)) for v, c in
+                (ln.rsplit(",", 1) for ln in (tiny_data / "test.csv").read_text().splitlines())]
+        preds = json.loads((out / "runs" / r["key"] / "seed0" / "test" / "predictions.json").read_text())
+        assert sorted((p["video"], p["label"]) for p in preds) == sorted(test)
+        assert r["top1"] == pytest.approx(100 * sum(p["pred"] == p["label"] for p in preds) / len(test))
+        if tag == "local+global":   # and those predictions are the model's: predict gives the same classes
+            clf = u.VideoClassifier(model, device="cpu")
+            got = {str(p.path): p.top_k[0].index for p in clf.predict([v for v, _ in test], top_k=1)}
+            assert [got[p["video"]] for p in preds] == [p["pred"] for p in preds]
     # FLOPs of the frame-only ViT by hand: stem, 4 layers of QKV/proj/MLP (24·L·C² per frame) and attention
     # (4·L²·C per frame) on 4 frames of 1 + 4·4 tokens, C = 64, and the 2-class head
     c, tokens, frames, depth = 64, 17, 4, 4

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -45,9 +46,34 @@ def test_test_transform_three_crops_layout_and_values():
     assert float(one[0, 0, 0, 0]) == pytest.approx((38 / 255 - 0.45) / 0.225, abs=1e-5)
 
 
-def test_val_resizes_short_side():
-    out = build_transform("val", crop_size=112, output="uint8")(column_clip(t=2, h=100, w=200))
+def np_bilinear(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """(..., H, W) -> (..., out_h, out_w): bilinear, half-pixel centres, edges clamped, no antialias, in float64."""
+    def taps(n_in, n_out):
+        src = np.maximum((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0)
+        i0 = np.minimum(np.floor(src).astype(int), n_in - 1)
+        return i0, np.minimum(i0 + 1, n_in - 1), src - i0
+    y0, y1, fy = taps(img.shape[-2], out_h)
+    x0, x1, fx = taps(img.shape[-1], out_w)
+    img = img.astype(np.float64)
+    rows = img[..., y0, :] * (1 - fy)[:, None] + img[..., y1, :] * fy[:, None]
+    return rows[..., x0] * (1 - fx) + rows[..., x1] * fx
+
+
+def random_clip(t, h, w, seed=0):
+    return torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (t, h, w, 3), dtype=np.uint8))
+
+
+def test_val_resizes_short_side_and_crops_the_centre():
+    clip = random_clip(2, 100, 150)
+    out = build_transform("val", crop_size=112, output="uint8")(clip)
     assert out.shape == (3, 2, 112, 112) and out.dtype == torch.uint8
+    # by hand: short side 100 -> 112 (150 -> floor(168)), centre crop at x = ceil(56 / 2) = 28
+    ref = np_bilinear(clip.numpy().transpose(3, 0, 1, 2), 112, 168)[..., :, 28:140]
+    diff = np.abs(out.numpy().astype(np.float64) - np.round(ref))
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.99      # 1: a rounding tie decided the other way
+    tall = build_transform("val", crop_size=112, output="uint8")(random_clip(1, 150, 100, seed=1))
+    ref = np_bilinear(random_clip(1, 150, 100, seed=1).numpy().transpose(3, 0, 1, 2), 168, 112)[..., 28:140, :]
+    assert np.abs(tall.numpy() - np.round(ref)).max() <= 1
 
 
 def test_random_resized_crop_box_ranges():
@@ -74,6 +100,25 @@ def test_train_transform_shape_and_reproducibility():
     clip = column_clip(t=3, h=120, w=160)
     a, b = tr(clip, gen(3)), tr(clip, gen(3))
     assert a.shape == (3, 3, 96, 96) and a.dtype == torch.float32 and torch.equal(a, b)
+    assert not torch.equal(a, tr(clip, gen(4)))
+
+
+def test_train_transform_values_by_hand():
+    """Without RandAugment: the random resized crop (drawn first), bilinear to the crop size, the flip (drawn
+    next), then the normalisation, computed here with numpy from the same draws."""
+    tr = build_transform("train", crop_size=48, rand_augment=None, flip=True)
+    clip = random_clip(2, 60, 80, seed=2)
+    flips = []
+    for seed in range(6):
+        g = gen(seed)
+        y, x, h, w = random_resized_crop_box(60, 80, generator=g)
+        flip = float(torch.rand((), generator=g)) < 0.5
+        ref = np_bilinear(clip.numpy()[:, y:y + h, x:x + w].transpose(3, 0, 1, 2), 48, 48)
+        ref = (ref[..., ::-1] if flip else ref) / 255
+        ref = (ref - 0.45) / 0.225
+        assert np.abs(tr(clip, gen(seed)).numpy() - ref).max() < 1e-4, seed
+        flips.append(flip)
+    assert 0 < sum(flips) < 6
 
 
 def test_randaugment_parse_and_plan():

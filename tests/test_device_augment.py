@@ -195,17 +195,35 @@ def test_keyed_on_seed_epoch_index_and_repeat():
     assert augment_generator(1, 0, 2, 1).initial_seed() != sample_generator(1, 0, 2).initial_seed()
 
 
-def test_mixup_on_the_device_is_keyed_on_the_batch():
+@pytest.mark.parametrize("epoch,box", [(3, None), (5, (0, 8, 6, 14))])   # a mixup batch, a CutMix batch
+def test_mixup_on_the_device_is_keyed_on_the_batch(epoch, box):
     mix = Mixup(3, mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1)
     aug = TrainAugment(crop_size=16, flip=False, mixup=mix, seed=2)
     items = [{"video": natural_clip(2, 20, 20, 40 + i), "label": i % 3, "index": 7 + i} for i in range(4)]
-    x, y = aug(collate_clips(items), epoch=3)
+    x, y = aug(collate_clips(items), epoch=epoch)
     assert y.shape == (4, 3) and torch.allclose(y.sum(1), torch.ones(4))
-    x2, y2 = aug(collate_clips(items), epoch=3)
+    x2, y2 = aug(collate_clips(items), epoch=epoch)
     assert torch.equal(x, x2) and torch.equal(y, y2)
-    lam, _ = mix.sample(mixup_generator(2, 3, 7))
-    off = 0.1 / 3
-    assert float(y[0, 0]) == pytest.approx(lam * (1 - 0.1 + off) + (1 - lam) * off, abs=1e-5) or lam < 1
+    # by hand: the batch without mixup, clip b mixed with clip 3 - b with the draw keyed on (seed, epoch, index 7)
+    plain, labels = TrainAugment(crop_size=16, flip=False, seed=2)(collate_clips(items), epoch=epoch)
+    assert labels.tolist() == [0, 1, 2, 0]
+    g = mixup_generator(2, epoch, 7)
+    lam, cut = mix.sample(g)
+    assert cut == (box is not None) and lam < 1
+    if cut:
+        assert mix.cut_box(16, 16, lam, g) == box
+        y0, y1, x0, x1 = box
+        inside = torch.zeros(16, 16, dtype=torch.bool)
+        inside[y0:y1, x0:x1] = True
+        assert torch.equal(x[..., inside], plain.flip(0)[..., inside])
+        assert torch.equal(x[..., ~inside], plain[..., ~inside])
+        lam = 1 - (y1 - y0) * (x1 - x0) / 256                     # the area actually cut
+    else:
+        assert torch.allclose(x, plain * lam + plain.flip(0) * (1 - lam), atol=1e-5)
+    on, off = 1 - 0.1 + 0.1 / 3, 0.1 / 3                          # smoothing 0.1 over 3 classes
+    assert y[1].tolist() == pytest.approx([off, lam * on + (1 - lam) * off, lam * off + (1 - lam) * on], abs=1e-5)
+    assert y[2].tolist() == pytest.approx([off, lam * off + (1 - lam) * on, lam * on + (1 - lam) * off], abs=1e-5)
+    assert y[0].tolist() == pytest.approx([on, off, off], abs=1e-6)    # mixed with a clip of its own class
 
 
 # ------------------------------------------------------------------------------------------------ distribution

@@ -201,7 +201,14 @@ def test_model_directory_gives_features(scene_run, data, tmp_path, capsys):
     assert rc == 0, err
     files = list((tmp_path / "f").rglob("*.safetensors"))
     feats = load_file(files[0])
-    assert len(files) == 1 and any(v.shape[-1] == 32 for v in feats.values())  # nano's width
+    assert len(files) == 1 and feats["view_features"].shape == (12, 32)  # 4x3 views, nano's width
+    assert torch.allclose(feats["features"], feats["view_features"].mean(0), atol=1e-6)
+    # they are the features the classifier decides on: the model's head on them gives predict's probabilities
+    model = u.load_model(summary["model_dir"]).eval()
+    with torch.no_grad():
+        probs = model.head(feats["view_features"]).softmax(-1).mean(0)
+    pred = u.VideoClassifier(model, device="cpu").predict(str(video))
+    assert torch.allclose(probs, torch.as_tensor(pred.probs, dtype=torch.float32), atol=1e-5)
 
 
 def test_a_class_of_broken_videos_is_refused_in_one_line(tmp_path, nano, capsys):
