@@ -125,6 +125,7 @@ def load_model(path: str | Path, preset: str | None = None, *, need_recipe: bool
     if preset is not None:
         return create_model(preset, checkpoint=p, **overrides)
     if need_recipe:
+        read_checkpoint(p)  # a damaged file, or image weights, says so first
         raise UserError(f"{p} is a weights file without a config: say which preset it belongs to "
                         f"(preset=... / --preset NAME, see `uniformerv2 models`)")
     sd, _, file_labels = read_checkpoint(p)

@@ -273,7 +273,8 @@ def _torch_load(path: Path, drop_foreign: bool = False):
         except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError, zipfile.BadZipFile,
                 KeyError, IndexError, struct.error, OverflowError, MemoryError) as e:
             detail = " ".join(str(e).split())[:200]
-            if not detail or isinstance(e, (EOFError, KeyError, IndexError, struct.error, OverflowError, MemoryError)):
+            broken = (EOFError, KeyError, IndexError, struct.error, OverflowError, MemoryError, zipfile.BadZipFile)
+            if not detail or isinstance(e, broken) or re.search(r"unexpected EOF|corrupt|central directory", detail):
                 raise CheckpointError(f"{path} is damaged or truncated (reading it failed with {type(e).__name__}"
                                       f"{': ' + detail if detail else ''}); download it again") from None
             raise CheckpointError(f"cannot read {path}: {detail}") from None
