@@ -111,7 +111,7 @@ def test_unknown_names_are_one_line_errors_with_close_names(env, video):
 
 
 # ----------------------------------------------------------------------------- info by name: no download
-def test_info_by_name_answers_from_the_registry_without_a_request(env):
+def test_info_by_name_answers_from_the_registry_without_a_request(env, capsys):
     """With an empty cache, `info NAME` prints architecture, classes, size and source and fetches nothing."""
     shipped = get_entry("k400_b16_8x224")
     r = run("info", "k400_b16_8x224")
@@ -121,20 +121,22 @@ def test_info_by_name_answers_from_the_registry_without_a_request(env):
     assert f"file: {shipped.file} ({shipped.size:,} bytes, official layout" in r.stdout
     assert f"source {shipped.urls[0]}" in r.stdout and "cache: not downloaded" in r.stdout
     assert "parameters: 114,552,208" in r.stdout and "preset: k400_b16_8x224" in r.stdout
-    # a test entry with a user's label list: its own classes; again nothing fetched, nothing written
-    r = run("info", "tiny_k400_8x64.test_official")
-    assert r.returncode == 0, r.stderr
-    assert "format: official UniFormerV2 checkpoint" in r.stdout and "classes: 400" in r.stdout
-    assert "label order of the head rows: kinetics400_uniformerv2_order (registry)" in r.stdout
+    # a test entry (in this process): again nothing fetched, nothing written
+    assert cli(["info", "tiny_k400_8x64.test_official"]) == 0
+    out = capsys.readouterr().out
+    assert "format: official UniFormerV2 checkpoint" in out and "classes: 400" in out
+    assert "label order of the head rows: kinetics400_uniformerv2_order (registry)" in out
     assert env.requests == [] and _cache_files() == []
     # once cached, the same name says where the file is; the description is the file's own
     path = dl.fetch("tiny_k400_8x64.test_official", progress=False)
-    cached = run("info", "tiny_k400_8x64.test_official")
-    assert f"cache: {path}" in cached.stdout
-    direct = run("info", path)
+    assert cli(["info", "tiny_k400_8x64.test_official"]) == 0
+    cached = capsys.readouterr().out
+    assert f"cache: {path}" in cached
+    assert cli(["info", str(path)]) == 0
+    direct = capsys.readouterr().out
     for key in ("format:", "arch:", "design:", "parameters:", "classes:"):
-        line = next(x for x in direct.stdout.splitlines() if x.startswith(key))
-        assert any(x.startswith(line) for x in cached.stdout.splitlines()), (line, cached.stdout)
+        line = next(x for x in direct.splitlines() if x.startswith(key))
+        assert any(x.startswith(line) for x in cached.splitlines()), (line, cached)
 
 
 # ----------------------------------------------------------------------------- a download that fails
