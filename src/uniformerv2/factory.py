@@ -32,8 +32,8 @@ from .weights.download import cache_path, fetch, is_cached
 from .weights.format import WEIGHTS, is_model_dir, read_config, read_weights
 from .weights.io import load_state_dict, safetensors_shapes, sniff
 from .weights.loading import ImageWeightsError, arm_backbone, load_checkpoint, read_checkpoint
-from .weights.vit import to_clip_visual
 from .weights.registry import Entry, close_names, get_entry, image_entry, is_registered
+from .weights.vit import to_clip_visual
 
 RUN_SUBDIRS = ("best", "final")
 
