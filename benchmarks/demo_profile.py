@@ -38,18 +38,19 @@ def main(videos_per_class: int = 20) -> dict:
     from uniformerv2.engine.data import build_datasets, make_train_loader
     from uniformerv2.engine.distributed import DistInfo
     from uniformerv2.engine.optim import build_optimizer
+    from uniformerv2.engine.recipes import synthetic_recipe
     from uniformerv2.factory import create_model
 
     res = {"load_before": open("/proc/loadavg").read().split()[:3] if Path("/proc/loadavg").exists() else None}
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        info = synth.generate(data, videos_per_class=videos_per_class, seed=0, progress=False, workers=1)
+        synth.generate(data, videos_per_class=videos_per_class, seed=0, progress=False, workers=1)
         clip = synth.render_clip("moving right", 0)
         res["render_clip"] = timed(lambda: synth.render_clip("moving right", 1), 20)
         res["encode_clip"] = timed(lambda: synth.write_mp4(Path(tmp) / "x.mp4", clip), 20)
-        cfg = load_config(demo.recipe(data, demo.MODELS["uniformerv2"], 6, info["splits"]["train"]["count"], 12, 0,
-                                      False))
+        cfg = load_config(synthetic_recipe(data, epochs=12, seed=0, model=demo.MODELS["uniformerv2"], num_workers=0,
+                                           progress=False, absolute=False))  # as the demo makes it
         m = cfg["model"]
         dc = create_model(m["preset"], **m["options"]).data_config.replace(**cfg["data"]["pipeline"])
         plain = build_datasets(cfg, dc, ("train", "val"), None, 6)

@@ -19,8 +19,10 @@ LAYERS = [
     {"model"},
     {"accel"},
     {"factory"},
-    {"engine", "inference", "synth", "bench"},
-    {"demo", "cli"},
+    {"inference"},
+    {"engine", "synth", "bench"},
+    {"demo"},
+    {"cli"},
     {"__main__"},
 ]
 LAYER_OF = {unit: i for i, units in enumerate(LAYERS) for unit in units}

@@ -61,7 +61,9 @@ def test_shipped_recipes_match_the_official_table():
         c = load_config(name)
         t = c["train"]
         assert (t["batch_size"], t["lr"], t["epochs"], t["warmup_epochs"]) == (batch, lr, epochs, warmup), name
-        assert (c["eval"]["test_clips"], c["eval"]["test_crops"], t["grad_checkpointing"]) == (clips, crops, gc)
+        views = uniformerv2.get_preset(c["model"]["preset"]).data_config()  # one source: the preset's views
+        assert (views.test_clips, views.test_crops, t["grad_checkpointing"]) == (clips, crops, gc)
+        assert (c["eval"]["test_clips"], c["eval"]["test_crops"]) == (None, None)
         assert (t["weight_decay"], t["clip_grad"], t["min_lr"], t["lr_scaling"], c["seed"]) == \
             (0.05, 20.0, 1e-6, "none", 6666)
         assert c["model"]["preset"] in uniformerv2.list_presets()
@@ -193,8 +195,8 @@ def test_metrics_match_a_hand_computation():
 def test_view_aggregation_and_video_grouping():
     logits = torch.tensor([[[2.0, 0.0], [0.0, 1.0]]])  # 1 video, 2 views
     soft = aggregate_views(logits, "softmax")
-    expect = torch.tensor([2.0, 0.0]).softmax(0) + torch.tensor([0.0, 1.0]).softmax(0)
-    assert torch.allclose(soft[0], expect)
+    expect = (torch.tensor([2.0, 0.0]).softmax(0) + torch.tensor([0.0, 1.0]).softmax(0)) / 2
+    assert torch.allclose(soft[0], expect) and soft.sum().item() == pytest.approx(1.0)  # a distribution
     assert torch.allclose(aggregate_views(logits, "logits")[0], torch.tensor([1.0, 0.5]))
     # summed softmax and mean logits can disagree: two mild views of class 0, one very confident of class 1
     logits = torch.tensor([[[2.0, 0.0], [2.0, 0.0], [-10.0, 10.0]]])

@@ -299,7 +299,7 @@ def test_frozen_backbone_from_a_full_model(tmp_path, nano):
     cfg = load_config(out / "config.yaml")
     assert cfg["model"]["options"]["frozen_backbone"] is True
     # without --lr the official frozen family's LR (from a trained model: 5e-5 at 512), linear in the batch
-    assert F.recipe_run(F.resolve_source(str(nano)), "scene", 32, True)[1] == F.FROZEN_RUNS["video"]
+    assert F.recipe_run(F.resolve_source(str(nano)), "scene", 32, True)[1].name == F.FROZEN_RUNS["video"]
     init, src = load_file(out / "init" / "model.safetensors"), load_file(nano / "model.safetensors")
     assert "balance" in src and "balance" not in init  # the frozen variant: the query alone feeds the head
     assert all(torch.equal(init[k], src[k]) for k in init if not k.startswith("head.fc"))
@@ -318,14 +318,14 @@ def test_default_starting_points_by_kind():
     arch, opts = F.model_options(scene, "scene", False, 10)
     m = u.create_model(arch, **opts)
     assert m.cfg.global_layers == [8, 9, 10, 11] and m.cfg.local_mhra == "none" and not m.cfg.temporal_downsample
-    assert F.recipe_run(scene, "scene", 768, False)[1] == F.Run("MiT B/16 from the Kinetics model (new head)",
-                                                              2e-5, 512, 24, 5)
+    run = F.recipe_run(scene, "scene", 768, False)[1]
+    assert (run.name, run.lr, run.batch, run.epochs, run.warmup) == ("mit_b16_8x224", 2e-5, 512, 24, 5)
     motion = F.resolve_source(F.KINDS["motion"].weights)
     assert (motion.spec, motion.start, motion.arch) == ("clip_b16.openai", "image", "uniformerv2_b16")
     arch, opts = F.model_options(motion, "motion", False, 10)
     assert opts["global_layers"] == list(range(4, 12)) and opts["num_frames"] == 16
     assert F.recipe_run(motion, "motion", 768, False)[1].lr == 4e-5
-    assert F.recipe_run(motion, "motion", 768, True)[1] == F.FROZEN_RUNS["image"]  # 8e-4 at 512
+    assert F.recipe_run(motion, "motion", 768, True)[1].name == F.FROZEN_RUNS["image"]  # 8e-4 at 512
 
 
 def test_memory_plan_checkpoints_only_what_does_not_fit():
@@ -378,3 +378,37 @@ def test_bad_arguments_are_one_line_errors_before_any_scan(tmp_path, nano, data,
     assert rc == 2 and "invalid choice: 'action'" in err and len(err.strip().splitlines()) == 1
     rc, _, err = main(capsys, "finetune", data, "--output", tmp_path / "run4", "--from", nano, "train.epochs")
     assert rc == 2 and "overrides must be key=value" in err
+
+
+def test_every_argument_is_checked_before_the_scan(tmp_path, nano, data, capsys):
+    """A bad --workers, an unknown or bad key=value and a preset with no weights to download: one line, exit 2,
+    nothing scanned and no run directory."""
+    run = tmp_path / "run"
+    for args, message in (
+            (["--from", nano, "--workers", "-2"], "must be >= 0, got -2"),
+            (["--from", nano, "train.foo=1"], "unknown config key 'train.foo'"),
+            (["--from", nano, "data.pipeline.flipp=false"], "unknown data option(s): flipp"),
+            (["--from", nano, "train.epochs=0"], "train.epochs must be a positive integer, got 0"),
+            (["--from", "tiny_k400_8x64"], "tiny_k400_8x64 is a preset with no weights to download: give --from "
+                                           "its weights file")):
+        rc, out, err = main(capsys, "finetune", data, "--output", run, *args)
+        assert rc == 2 and len(err.strip().splitlines()) == 1 and message in err, (args, err)
+        assert "--preset" not in err and "scanning" not in out and not run.exists(), args
+    with pytest.raises(UserError, match="workers must be 0 or more, got -2"):
+        u.finetune(data, run, weights=str(nano), workers=-2, progress=False)
+    assert not run.exists()
+
+
+def test_eval_runs_on_the_written_config(scene_run, capsys):
+    """`uniformerv2 eval --config RUN/config.yaml --model RUN/...` with nothing else: data.test is the val list,
+    and the kept model scores there what finetune reported."""
+    out, summary, _ = scene_run
+    cfg = load_config(out / "config.yaml")
+    assert cfg["data"]["test"] == cfg["data"]["val"] == str((out / "val.csv").resolve())
+    assert "data.test is the val list" in (out / "config.yaml").read_text()
+    assert not (out / "test").exists()  # training itself did not test: finetune evaluated on val, in val/
+    rc, printed, _ = main(capsys, "eval", "--config", out / "config.yaml", "--model", summary["model_dir"])
+    assert rc == 0
+    v = summary["val"]
+    assert printed.startswith(f"top-1 {v['top1']:.2f}  top-5 {v['top5']:.2f}  mean class accuracy "
+                              f"{v['mean_class_accuracy']:.2f}  ({v['count']} videos, 0 skipped")

@@ -116,7 +116,7 @@ def test_cli(tmp_path, capsys):
     out = tmp_path / "cli"
     rc = main(["synth", str(out), "--classes", "fading in,fading out", "--videos-per-class", "3",
                "--frames", "4", "--size", "16", "--workers", "1", "--quiet"])
-    assert rc == 0 and "wrote 6 videos" in capsys.readouterr().out
+    assert rc == 0 and "wrote 6 videos" in capsys.readouterr().err
     assert (out / "labels.txt").read_text() == "fading in\nfading out\n"
     assert main(["synth", str(out), "--classes", "moving left,nope"]) == 2
     assert "unknown" in capsys.readouterr().err

@@ -343,7 +343,7 @@ def test_convert_mmaction2_to_model_and_back_is_exact(mm_file, tmp_path, capsys)
     out = tmp_path / "back.pth"
     capsys.readouterr()
     assert cli(["convert", str(tmp_path / "dir"), str(out), "--to", "mmaction2"]) == 0
-    assert "head rows in MMAction2's kinetics400 order" in capsys.readouterr().out
+    assert "head rows in MMAction2's kinetics400 order" in capsys.readouterr().err
     raw = torch.load(out, weights_only=True)  # MMAction2's own loader reads it the same way
     assert set(raw) == {"meta", "state_dict"}
     assert raw["meta"] == {"dataset_meta": {"classes": load_labels("kinetics400")}}

@@ -35,23 +35,7 @@ MODELS = {
                    "title": "frame-only ablation"},
 }
 EPOCHS = 20
-WARMUP_STEPS = 100  # from scratch, a short warmup can leave the tiny model stuck at chance
 THREADS = 1         # per training: a model this small runs best on one core, and two side by side use two
-
-
-def recipe(data_dir: Path, model: dict, classes: int, train_videos: int, epochs: int, seed: int,
-           progress: bool) -> dict:
-    steps_per_epoch = max(1, train_videos // 8)  # demo_synth's batch size
-    return {
-        "base": "demo_synth",
-        "seed": seed,
-        "model": {"preset": model["preset"], "options": {**model["options"], "num_classes": classes},
-                  "labels": str(data_dir / "labels.txt")},
-        # the clips come decoded from memory: the transforms alone are cheaper than a worker process
-        "data": {"root": str(data_dir), "num_workers": 0},
-        "train": {"epochs": epochs, "progress": progress,
-                  "warmup_epochs": max(1.0, round(WARMUP_STEPS / steps_per_epoch, 2))},
-    }
 
 
 def run(output: str | Path = "demo-output", videos_per_class: int = 200, epochs: int = EPOCHS, seed: int = 0,
@@ -63,6 +47,7 @@ def run(output: str | Path = "demo-output", videos_per_class: int = 200, epochs:
     of each step."""
     from . import synth
     from .data import ClipCache
+    from .engine.recipes import synthetic_recipe
 
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,7 +75,10 @@ def run(output: str | Path = "demo-output", videos_per_class: int = 200, epochs:
         run_dir = out / name
         if run_dir.exists():
             shutil.rmtree(run_dir)
-        cfg = recipe(data, model, len(labels), info["splits"]["train"]["count"], epochs, seed, progress)
+        # the paths as given: the clips are cached under them; the clips come decoded from memory, so the
+        # transforms alone are cheaper than a worker process
+        cfg = synthetic_recipe(data, epochs=epochs, seed=seed, model=model, num_workers=0, progress=progress,
+                               absolute=False)
         jobs[name] = (cfg, run_dir)
     how = ("side by side on one core each (the frame-only run logs to "
            f"{out / 'frame_only' / 'train.log'})") if side_by_side else "one after the other"
@@ -260,19 +248,29 @@ def _predict_one(out: Path, data: Path) -> dict:
     return {"video": str(video), "true_label": labels[int(label)], "top_k": pred["top_k"]}
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m uniformerv2.demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--output", default="demo-output")
-    p.add_argument("--videos-per-class", type=int, default=200)
-    p.add_argument("--epochs", type=int, default=EPOCHS)
-    p.add_argument("--seed", type=int, default=0)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The demo's options: the same for ``python -m uniformerv2.demo`` and ``uniformerv2 demo``."""
+    p.add_argument("--output", "-o", default="demo-output", metavar="DIR",
+                   help="output folder (default: demo-output)")
+    p.add_argument("--videos-per-class", type=int, default=200, metavar="N",
+                   help="synthetic clips per class (default: 200)")
+    p.add_argument("--epochs", type=int, default=EPOCHS, metavar="N", help=f"training epochs (default: {EPOCHS})")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
     p.add_argument("--one-after-the-other", action="store_true",
                    help="train the two models in turn in this process (default: side by side, two processes)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = p.parse_args(argv)
+
+
+def run_args(args) -> int:
     run(args.output, args.videos_per_class, args.epochs, args.seed, progress=not args.quiet,
         side_by_side=not args.one_after_the_other)
     return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m uniformerv2.demo", description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    return run_args(p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
 
 from ..errors import UserError
+from .common import add_output, add_quiet
 
 
 def add_parser(subparsers) -> None:
@@ -34,8 +36,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--study", choices=STUDY_CHOICES, default="components", help="which study (default: components)")
     p.add_argument("--config", "-c", help="a training config (file or shipped name) to run the study on instead "
                                           "of the synthetic benchmark; its model is the full model")
-    p.add_argument("--output", "-o", default="ablation-output", metavar="DIR",
-                   help="output folder (default: ablation-output)")
+    add_output(p, default="ablation-output", help="output folder (default: ablation-output)")
     p.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds per variant (default: 1)")
     p.add_argument("--epochs", type=int, default=None, metavar="N",
                    help="training epochs per variant (default: the recipe's; synthetic: 12)")
@@ -44,7 +45,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--classes", help="synthetic benchmark: comma-separated class names (default: 6 classes)")
     p.add_argument("--data", metavar="DIR", help="synthetic benchmark: use this dataset (written by `uniformerv2 "
                                                  "synth`) instead of generating DIR/data")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(p)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="training-recipe overrides")
     p.set_defaults(func=run)
 
@@ -92,11 +93,11 @@ def _synthetic_data(root: Path, args) -> Path:
     wanted = {"classes": classes, "videos_per_class": args.videos_per_class, "seed": 0}
     stamp = root / "ablate-data.json"
     if stamp.is_file() and json.loads(stamp.read_text()).get("arguments") == wanted:
-        print(f"synthetic benchmark: reusing {root}")
+        print(f"synthetic benchmark: reusing {root}", file=sys.stderr)
         return root
     if root.exists():
         shutil.rmtree(root)
-    print(f"synthetic benchmark: generating {root} ...", flush=True)
+    print(f"synthetic benchmark: generating {root} ...", file=sys.stderr, flush=True)
     info = generate(root, classes=classes, videos_per_class=args.videos_per_class, seed=0,
                     progress=not args.quiet)
     atomic_write(stamp, lambda p: Path(p).write_text(json.dumps({"arguments": wanted, "summary": info}, indent=2)))

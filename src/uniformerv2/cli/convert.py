@@ -1,4 +1,4 @@
-"""`uniformerv2 convert MODEL OUT [--preset NAME] [--to model|official|mmaction2]`.
+"""`uniformerv2 convert MODEL --output OUT [--preset NAME] [--to model|official|mmaction2]`.
 
 MODEL a model directory, a checkpoint file (official ``.pyth``, MMAction2 ``.pth``, ours) or a pretrained
 name -> OUT a model directory (default), an official ``.pyth`` (``--to official``) or an MMAction2
@@ -7,7 +7,10 @@ image-ViT file or name (CLIP…) with ``--preset``: a freshly armed model.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+from .common import add_output, add_preset
 
 
 def add_parser(sub):
@@ -15,11 +18,12 @@ def add_parser(sub):
                                        "image-ViT files",
                        description="Load MODEL (a model directory, a checkpoint file -- official .pyth, MMAction2 "
                                    ".pth, ours -- or a pretrained name from `uniformerv2 models --pretrained`) and "
-                                   "write it to OUT: a model directory, the official layout or MMAction2's. An "
+                                   "write it to --output OUT: a model directory, the official layout or MMAction2's. An "
                                    "image-ViT file or name (CLIP) with --preset gives a freshly armed model.")
     p.add_argument("src", metavar="MODEL", help="model directory, checkpoint file or pretrained name")
-    p.add_argument("dst", metavar="OUT", help="output model directory, or file with --to official / mmaction2")
-    p.add_argument("--preset", help="architecture/recipe of MODEL (needed for image-ViT files)")
+    add_output(p, required=True, metavar="OUT", positional="OUT",
+               help="output model directory, or file with --to official / mmaction2")
+    add_preset(p, help="preset (architecture and recipe) of MODEL (needed for image-ViT files)")
     p.add_argument("--to", choices=["model", "official", "mmaction2"], default="model",
                    help="output layout: model (directory, default), official (.pyth), mmaction2 (.pth)")
     p.set_defaults(func=run)
@@ -35,7 +39,7 @@ def run(args) -> int:
     from ..weights.loading import ImageWeightsError
     from ..weights.mmaction2 import save_mmaction2
 
-    dst = Path(args.dst)
+    dst = Path(args.output)
     if args.to == "model" and dst.exists() and any(dst.iterdir() if dst.is_dir() else [True]):
         raise UserError(f"{dst} exists and is not empty; choose a new output path")
     if args.to != "model" and dst.is_dir():
@@ -49,14 +53,16 @@ def run(args) -> int:
     if args.to == "official":
         sd = export_official_state_dict(model)
         atomic_write(dst, lambda p: torch.save(sd, p))
-        print(f"wrote {dst} ({len(sd)} tensors, official layout)")
+        print(f"wrote {dst} ({len(sd)} tensors, official layout)", file=sys.stderr)
     elif args.to == "mmaction2":
         save_mmaction2(dst, export_official_state_dict(model), model.labels)
         order = _mmaction2_order(model.labels)
-        print(f"wrote {dst} (MMAction2 layout: backbone + cls_head.fc_cls, {model.cfg.num_classes} head rows {order})")
+        print(f"wrote {dst} (MMAction2 layout: backbone + cls_head.fc_cls, {model.cfg.num_classes} head rows {order})",
+              file=sys.stderr)
     else:
         model.save_pretrained(dst)
-        print(f"wrote {dst}/ (config.json + model.safetensors; {model.load_report.summary() if model.load_report else ''})")
+        print(f"wrote {dst}/ (config.json + model.safetensors; {model.load_report.summary() if model.load_report else ''})",
+              file=sys.stderr)
     return 0
 
 

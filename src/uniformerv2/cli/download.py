@@ -1,6 +1,8 @@
 """`uniformerv2 download NAME...`: fetch registry weights into the cache ahead of time."""
 from __future__ import annotations
 
+from .common import add_quiet
+
 
 def add_parser(sub):
     p = sub.add_parser("download", help="download pretrained weights by name into the cache",
@@ -8,7 +10,7 @@ def add_parser(sub):
                                    "NAME is PRESET.TAG, a bare preset (its default weights) or a glob like 'k400_*'.")
     p.add_argument("names", nargs="+", metavar="NAME")
     p.add_argument("--force", action="store_true", help="download again even if the file is cached")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(p)
     p.set_defaults(func=run)
 
 

@@ -1,7 +1,8 @@
-"""``uniformerv2 export {onnx,torch} MODEL OUT``: deployable graphs, verified against eager PyTorch."""
+"""``uniformerv2 export {onnx,torch} MODEL --output OUT``: deployable graphs, verified against eager PyTorch."""
 from __future__ import annotations
 
 from ..errors import UserError
+from .common import add_output, add_preset
 
 
 def add_parser(subparsers) -> None:
@@ -12,8 +13,8 @@ def add_parser(subparsers) -> None:
                     "the difference exceeds the tolerance (the file is kept).")
     p.add_argument("format", choices=["onnx", "torch"], help="onnx (.onnx) or torch (torch.export, .pt2)")
     p.add_argument("model", metavar="MODEL", help="pretrained name, model directory, or a checkpoint file with --preset")
-    p.add_argument("out", metavar="OUT", help="output file (.onnx or .pt2)")
-    p.add_argument("--preset", metavar="NAME", help="preset of a checkpoint file, e.g. k400_b16_8x224")
+    add_output(p, required=True, metavar="OUT", positional="OUT", help="output file (.onnx or .pt2)")
+    add_preset(p, help="preset of a checkpoint file, e.g. k400_b16_8x224")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
     p.add_argument("--legacy", action="store_true", help="ONNX: use the TorchScript exporter instead of dynamo")
     p.add_argument("--no-check", action="store_true", help="skip the comparison with eager PyTorch")
@@ -29,9 +30,9 @@ def run(args) -> int:
         raise UserError("--legacy only applies to onnx")
     model = load_model(args.model, args.preset, need_recipe=True)
     if args.format == "onnx":
-        report = export_onnx(model, args.out, opset=args.opset, legacy=args.legacy, check=not args.no_check,
+        report = export_onnx(model, args.output, opset=args.opset, legacy=args.legacy, check=not args.no_check,
                              tolerance=args.tolerance)
     else:
-        report = export_torch(model, args.out, check=not args.no_check, tolerance=args.tolerance)
+        report = export_torch(model, args.output, check=not args.no_check, tolerance=args.tolerance)
     print(report.summary())
     return 0 if report.ok else 1

@@ -1,4 +1,4 @@
-"""``uniformerv2 features PATH... --model M --out DIR``: save pre-head features per video or per window; in
+"""``uniformerv2 features PATH... --model M --output DIR``: save pre-head features per video or per window; in
 parallel, over several processes under torchrun, resumable."""
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from .common import add_output
 from .predict import (add_input_args, add_model_args, add_run_args, add_window_args, check_run_args, collect,
                       load_classifier, run_signature, setup_processes)
 
@@ -20,9 +21,10 @@ def add_parser(subparsers) -> None:
                     "not be read.")
     add_input_args(p)
     add_model_args(p)
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--format", choices=["safetensors", "npy"], default="safetensors",
-                   help="file format (default: safetensors, which also keeps per-view features)")
+    add_output(p, required=True, aliases=("--out",), help="output folder")
+    p.add_argument("--format", choices=["safetensors", "npy"],
+                   help="file format (default: safetensors, which also keeps per-view features; when resuming, "
+                        "the run's)")
     add_window_args(p)
     add_run_args(p)
     p.set_defaults(func=run)
@@ -33,9 +35,9 @@ def run(args) -> int:
     from ..inference.run import run_dataset
 
     check_run_args(args)
-    out_dir = Path(args.out)
+    out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir} is not a folder")
+        raise UserError(f"--output {out_dir} is not a folder")
     found = collect(args)
     videos, names = [str(v) for v, _ in found], output_names(found)
     rank, _, device, cleanup = setup_processes(args)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import add_device, add_output, add_quiet, add_seed, add_workers
+
 
 def _intermixed(parser: argparse.ArgumentParser) -> None:
     """Let ``key=value`` overrides follow the options, as in ``train``: DATA and the overrides are two positional
@@ -39,7 +41,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("data", metavar="DATA",
                    help="a folder with one sub-folder per class (or train/ and val/ such trees), or a list file "
                         "('path,label' or 'path label' lines)")
-    p.add_argument("--output", "-o", required=True, metavar="RUN", help="run directory (created if missing)")
+    add_output(p, required=True, metavar="RUN", help="run directory (created if missing)")
     p.add_argument("--from", dest="weights", metavar="NAME_OR_PATH",
                    help="starting weights: a pretrained name (uniformerv2 models --pretrained), a model or run "
                         "directory, a checkpoint file or an image-ViT (CLIP...) file; default by --kind")
@@ -63,14 +65,19 @@ def add_parser(subparsers) -> None:
                    help="usable videos a class needs (default 2: one to train on, one to validate)")
     g.add_argument("--skip-small-classes", action="store_true",
                    help="leave out classes with fewer usable videos instead of stopping")
-    g.add_argument("--seed", type=int, default=6666, help="seed of the split and the training (default 6666)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--workers", type=int, metavar="N", help="data-loading processes per training process")
+    add_seed(g, default=6666, help="seed of the split and the training (default 6666)")
+    add_device(p, default="auto")
+    add_workers(p, "data-loading processes per training process")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN from its last checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(p)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of the resolved config")
     p.set_defaults(func=run)
     _intermixed(p)
+
+
+def device_override(device: str) -> list[str]:
+    """``cuda:1``: train on that device (the resolved config records the device type, ``cuda``, otherwise)."""
+    return [f"train.device={device}"] if ":" in device else []
 
 
 def run(args) -> int:
@@ -83,6 +90,9 @@ def run(args) -> int:
     bad = [o for o in args.overrides if "=" not in o]
     if bad:
         raise UserError(f"overrides must be key=value, got {bad[0]!r}")
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"--workers must be >= 0, got {args.workers}")
+    args.overrides += device_override(args.device)
     try:
         finetune(args.data, args.output, weights=args.weights, kind=args.kind, epochs=args.epochs,
                  frozen_backbone=args.frozen_backbone, batch_size=args.batch_size, lr=args.lr, val=args.val,

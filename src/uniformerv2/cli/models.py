@@ -5,7 +5,9 @@ from __future__ import annotations
 
 def add_parser(sub):
     p = sub.add_parser("models", help="list architectures and presets (--pretrained: downloadable weights)")
-    p.add_argument("pattern", nargs="?", default=None, help="glob filter, e.g. 'k400_*'")
+    p.add_argument("pattern", nargs="?", default=None,
+                   help="glob filter, e.g. 'k400_*' (no glob characters: names starting with it); matching nothing "
+                        "is an error")
     p.add_argument("--pretrained", action="store_true",
                    help="list the pretrained weights by name: dataset, frames x size, reported top-1, size, cached")
     p.set_defaults(func=run)
@@ -16,13 +18,17 @@ def run(args) -> int:
         return _pretrained(args.pattern)
     from ..model.presets import ARCHS, get_preset, list_models, list_presets
 
-    archs = list_models(args.pattern)
+    pattern = _glob(args.pattern)
+    archs, presets = list_models(pattern), list_presets(pattern)
+    if not archs and not presets:
+        from ..errors import UserError
+
+        raise UserError(f"no architecture or preset matches {args.pattern!r}; see `uniformerv2 models`")
     if archs:
         print("architectures:")
         for name in archs:
             a = ARCHS[name]
             print(f"  {name:<22} width {a['embed_dim']}, {a['depth']} layers, patch {a['patch_size']}, {a['img_size']}px")
-    presets = list_presets(args.pattern)
     if presets:
         from ..weights.registry import entries_for
 
@@ -32,6 +38,11 @@ def run(args) -> int:
             tags = [e.tag for e in entries_for(name)]
             print(f"  {name:<26} {p.description}" + (f"  [{', '.join(tags)}]" if tags else ""))
     return 0
+
+
+def _glob(pattern: str | None) -> str | None:
+    """A pattern without glob characters matches the names that start with it."""
+    return pattern if pattern is None or any(c in pattern for c in "*?[") else f"{pattern}*"
 
 
 def _size(entry) -> str:
@@ -44,7 +55,7 @@ def _pretrained(pattern) -> int:
     from ..weights.download import is_cached, weights_dir
     from ..weights.registry import list_entries
 
-    entries = list_entries(pattern if pattern is None or any(c in pattern for c in "*?[") else f"{pattern}*")
+    entries = list_entries(_glob(pattern))
     if not entries:
         raise UserError(f"no pretrained weights match {pattern!r}")
     rows = [("name", "dataset", "input", "top-1", "views", "size", "layout", "cached")]

@@ -1,5 +1,5 @@
 """``uniformerv2 predict PATH... --model M``: classify videos (files, folders, lists, globs), optionally per
-time window; in parallel, over several processes under torchrun, resumable with ``--out DIR``."""
+time window; in parallel, over several processes under torchrun, resumable with ``--output DIR``."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from .common import add_device, add_dtype, add_output, add_preset, add_quiet, add_views, add_workers
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -16,13 +17,13 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="a pretrained name (e.g. k400_b16_8x224: downloaded once; `uniformerv2 models "
                         "--pretrained`), a model or run directory, or a checkpoint file (official .pyth, MMAction2 "
                         ".pth, ours) with --preset")
-    g.add_argument("--preset", metavar="NAME", help="preset of a checkpoint file, e.g. k400_b16_8x224")
-    g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")
-    g.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], help="default: bf16 on GPU, fp32 on CPU")
+    add_preset(g, help="preset of a checkpoint file, e.g. k400_b16_8x224")
+    add_device(g)
+    add_dtype(g)
 
 
 def add_window_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--views", metavar="CxK", help="test views, clips x crops (default: the model's, e.g. 4x3)")
+    add_views(p)
     p.add_argument("--window", type=float, metavar="S", help="classify windows of S seconds (long videos)")
     p.add_argument("--stride", type=float, metavar="S", help="seconds between window starts (default: --window)")
 
@@ -36,9 +37,7 @@ def add_input_args(p: argparse.ArgumentParser) -> None:
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("running over many videos")
-    g.add_argument("--workers", type=int, metavar="N",
-                   help="processes that decode and crop videos (default: usable cores minus one, per process "
-                        "under torchrun; 0: decode in the process that runs the model)")
+    add_workers(g, "processes that decode and crop videos")
     g.add_argument("--batch-size", type=int, metavar="V",
                    help="views per forward pass, shared by several videos (default: from the memory cap, at "
                         "most 64 on a GPU and 8 on a CPU)")
@@ -47,7 +46,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                         "that failed, unless --retry-failed)")
     g.add_argument("--retry-failed", action="store_true", help="with --resume: try the failed inputs again")
     g.add_argument("--overwrite", action="store_true", help="start again in an output folder that holds a run")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(g)
 
 
 def check_run_args(args) -> None:
@@ -101,16 +100,17 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "predict", help="classify videos (top-k labels, per-window timelines, annotated output)",
         description="Classify videos with the official test views (sparse clips x crops, summed softmax); "
-                    "decoding runs in --workers processes. With --out DIR the run is recorded there and can "
+                    "decoding runs in --workers processes. With --output DIR the run is recorded there and can "
                     "be resumed or spread over processes with torchrun. Exit code 0: all inputs classified; "
                     "1: some could not be read (reported per input); 2: bad usage.")
     add_input_args(p)
     add_model_args(p)
-    p.add_argument("--top-k", type=int, default=5, metavar="K", help="labels per prediction (default: 5)")
+    p.add_argument("--top-k", type=int, metavar="K",
+                   help="labels per prediction (default: 5; when resuming, the run's)")
     add_window_args(p)
-    p.add_argument("--out", metavar="DIR",
-                   help="write predictions.json, predictions.csv and manifest.jsonl here (resumable; needed "
-                        "under torchrun)")
+    add_output(p, aliases=("--out",),
+               help="write predictions.json, predictions.csv and manifest.jsonl here (resumable; needed "
+                    "under torchrun)")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per input, to stdout")
     p.add_argument("--csv", metavar="FILE", help="write one row per (input, window, rank) to FILE")
     p.add_argument("--output-video", metavar="OUT.mp4", help="write the (single) input with the labels drawn on it")
@@ -122,25 +122,25 @@ def run(args) -> int:
     from ..fileio import atomic_write
     from ..inference.run import predictions_csv, run_dataset
 
-    if args.top_k < 1:
+    if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top-k must be >= 1, got {args.top_k}")
     check_run_args(args)
     if args.json and args.csv:
-        raise UserError("--json and --csv exclude each other (with --out DIR both files are written there)")
-    if (args.resume or args.overwrite) and not args.out:
-        raise UserError("--resume and --overwrite need --out DIR (where the run is recorded)")
-    if args.output_video and args.out:
-        raise UserError("--output-video writes one annotated video; it does not go with --out")
+        raise UserError("--json and --csv exclude each other (with --output DIR both files are written there)")
+    if (args.resume or args.overwrite) and not args.output:
+        raise UserError("--resume and --overwrite need --output DIR (where the run is recorded)")
+    if args.output_video and args.output:
+        raise UserError("--output-video writes one annotated video; it does not go with --output")
     videos = [str(v) for v, _ in collect(args)]
     if args.output_video and len(videos) != 1:
         raise UserError(f"--output-video needs exactly one input video, got {len(videos)}")
     rank, world, device, cleanup = setup_processes(args)
     try:
-        if world > 1 and not args.out:
-            raise UserError("several processes need --out DIR, a folder that all of them can write")
+        if world > 1 and not args.output:
+            raise UserError("several processes need --output DIR, a folder that all of them can write")
         clf = load_classifier(args, device)
-        if args.out:
-            report = run_dataset(clf, videos, args.out, task="predict", views=args.views, window=args.window,
+        if args.output:
+            report = run_dataset(clf, videos, args.output, task="predict", views=args.views, window=args.window,
                                  stride=args.stride, top_k=args.top_k, workers=args.workers,
                                  batch_size=args.batch_size, resume=args.resume, retry_failed=args.retry_failed,
                                  overwrite=args.overwrite, signature=run_signature(args), progress=not args.quiet)
@@ -149,9 +149,9 @@ def run(args) -> int:
             results, stats = report.results, report.stats
             if report.resumed:
                 print(f"resumed: {report.resumed} inputs recorded earlier were skipped", file=sys.stderr)
-            print(f"wrote {Path(args.out) / 'predictions.json'}, predictions.csv, manifest.jsonl", file=sys.stderr)
+            print(f"wrote {Path(args.output) / 'predictions.json'}, predictions.csv, manifest.jsonl", file=sys.stderr)
         else:
-            stream = clf.predict_many(videos, top_k=args.top_k, views=args.views, window=args.window,
+            stream = clf.predict_many(videos, top_k=args.top_k or 5, views=args.views, window=args.window,
                                       stride=args.stride, workers=args.workers, batch_size=args.batch_size)
             with _bar(len(videos), args.quiet) as bar:
                 objects = []
@@ -162,7 +162,7 @@ def run(args) -> int:
             if args.output_video and objects[0].ok:
                 from ..inference.annotate import write_annotated_video
 
-                write_annotated_video(videos[0], args.output_video, objects[0], top_k=args.top_k)
+                write_annotated_video(videos[0], args.output_video, objects[0], top_k=args.top_k or 5)
     finally:
         cleanup()
     if args.json:
@@ -170,7 +170,7 @@ def run(args) -> int:
     elif args.csv:
         text = predictions_csv(results)
         atomic_write(Path(args.csv), lambda tmp: Path(tmp).write_text(text, newline=""))
-    elif not args.out:
+    elif not args.output:
         _print_table(results)
     if args.output_video and results[0]["ok"] and not args.json:
         print(f"annotated video: {args.output_video}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""``uniformerv2 scan LIST_OR_DIR --report OUT.json``: check that every video of a list or folder decodes.
+"""``uniformerv2 scan LIST_OR_DIR --output OUT.json``: check that every video of a list or folder decodes.
 
 A folder is searched at any depth for files with a video suffix (the list every command uses), whatever its
 layout; the report says which layout was recognised: ``class folders`` (every video inside a first-level
@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from ..data.check import EMPTY_ROW, check_videos
 from ..errors import UserError
 from ..fileio import atomic_write_text
+from .common import add_output, add_quiet, add_workers, workers_for
 
 
 
@@ -28,14 +30,15 @@ def add_parser(subparsers):
     p = subparsers.add_parser("scan", help="check that every video in a list or folder decodes",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("source", metavar="LIST_OR_DIR", help="video list file, or a folder searched at any depth")
-    p.add_argument("--report", required=True, metavar="OUT.json", help="where to write the per-file report")
+    add_output(p, required=True, metavar="OUT.json", aliases=("--report",), help="where to write the per-file report")
     p.add_argument("--write-clean", metavar="CLEAN.csv", help="write the list without unreadable entries")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel processes (default: CPUs)")
+    add_workers(p, "processes that open the videos")
     p.add_argument("--root", default="", help="prefix for relative paths in a list file")
     p.add_argument("--sep", default=None, help="field separator of the list file (default: ',' or spaces)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per file (default 60)")
     p.add_argument("--frame-template", default="img_{:05d}.jpg", help="frame file names for frame-folder lists")
     p.add_argument("--frame-start-index", type=int, default=1, help="number of the first frame file (default 1)")
+    add_quiet(p)
     p.set_defaults(func=run)
 
 
@@ -90,20 +93,20 @@ def _entries(args) -> tuple[list[tuple[str, dict | None, str]], list[dict], str]
 
 
 def run(args) -> int:
-    if args.workers < 1:
-        raise UserError("--workers must be at least 1")
     entries, problems, layout = _entries(args)
-    rows = check_videos([(path, folder) for path, folder, _ in entries], timeout=args.timeout,
-                        workers=args.workers)
+    workers = workers_for(len(entries)) if args.workers is None else args.workers
+    rows = check_videos([(path, folder) for path, folder, _ in entries], timeout=args.timeout, workers=workers,
+                        progress=not args.quiet)
     rows += problems
     bad = [r for r in rows if not r["ok"]]
     report = {"source": str(args.source), "layout": layout, "total": len(rows), "ok": len(rows) - len(bad),
               "failed": len(bad), "files": rows}
-    atomic_write_text(args.report, json.dumps(report, indent=1) + "\n")
+    atomic_write_text(args.output, json.dumps(report, indent=1) + "\n")
     if args.write_clean:
         kept = [line for (_, _, line), r in zip(entries, rows) if r["ok"]]
         atomic_write_text(args.write_clean, "".join(f"{line}\n" for line in kept))
-    print(f"{len(rows) - len(bad)}/{len(rows)} videos readable ({layout}); report: {args.report}")
+    print(f"wrote {args.output}" + (f" and {args.write_clean}" if args.write_clean else ""), file=sys.stderr)
+    print(f"{len(rows) - len(bad)}/{len(rows)} videos readable ({layout})")
     for r in bad[:10]:
         print(f"  {r['error']}")
     if len(bad) > 10:

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UserError
+from .common import add_device, add_output, add_quiet, add_seed
 
 
 def add_parser(subparsers) -> None:
@@ -19,8 +20,13 @@ def add_parser(subparsers) -> None:
             "train.batch_size is the global batch whatever the number of processes."),
         epilog="shipped configs: " + ", ".join(_shipped()))
     p.add_argument("--config", "-c", help="YAML file or shipped config name (default with --resume: DIR/config.yaml)")
-    p.add_argument("--output", "-o", required=True, metavar="DIR", help="run directory (created if missing)")
+    add_output(p, required=True, help="run directory (created if missing)")
     p.add_argument("--resume", action="store_true", help="continue the run in DIR from its last checkpoint")
+    p.add_argument("--epochs", type=int, metavar="N", help="training epochs (train.epochs; default: the config's)")
+    add_device(p, help="cpu, cuda, cuda:1, mps ... (train.device; default: the config's, auto = cuda if "
+                       "available, else cpu)")
+    add_seed(p, help="random seed (seed; default: the config's)")
+    add_quiet(p)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.set_defaults(func=run)
 
@@ -31,6 +37,15 @@ def _shipped() -> list[str]:
         return shipped_configs()
     except Exception:  # pragma: no cover - help text only
         return []
+
+
+def option_overrides(args) -> list[str]:
+    """The options that stand for config keys, as ``key=value`` overrides (after the user's own)."""
+    keys = {"train.epochs": args.epochs, "train.device": args.device, "seed": args.seed}
+    out = [f"{k}={v}" for k, v in keys.items() if v is not None]
+    if args.quiet:
+        out.append("train.progress=false")
+    return out
 
 
 def run(args) -> int:
@@ -49,8 +64,10 @@ def run(args) -> int:
     bad = [o for o in args.overrides if "=" not in o]
     if bad:
         raise UserError(f"overrides must be key=value, got {bad[0]!r}")
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs must be >= 1, got {args.epochs}")
     try:
-        summary = train(config, out, resume=args.resume, overrides=args.overrides)
+        summary = train(config, out, resume=args.resume, overrides=[*args.overrides, *option_overrides(args)])
     except TrainingDiverged as e:
         print(f"uniformerv2: training stopped: {e}", file=sys.stderr)
         return 1

@@ -15,6 +15,8 @@ import re
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserError
+
 MAX_LEVEL = 10.0
 OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "SolarizeAdd", "Color",
        "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
@@ -225,12 +227,12 @@ class RandAugment:
         """Parse ``rand-m7-n4-mstd0.5-inc1`` (only the increasing op set, inc1, is implemented)."""
         parts = spec.split("-")
         if parts[0] != "rand":
-            raise ValueError(f"not a RandAugment spec: {spec!r}")
+            raise UserError(f"not a RandAugment spec: {spec!r}")
         kw = {}
         for part in parts[1:]:
             match = re.fullmatch(r"([a-z]+)([\d.]+)", part)
             if match is None:
-                raise ValueError(f"bad RandAugment option {part!r} in {spec!r}")
+                raise UserError(f"bad RandAugment option {part!r} in {spec!r}")
             key, value = match.groups()
             if key == "m":
                 kw["magnitude"] = float(value)
@@ -240,9 +242,9 @@ class RandAugment:
                 kw["magnitude_std"] = float(value)
             elif key == "inc":
                 if int(value) != 1:
-                    raise ValueError(f"only inc1 (increasing ops) is supported: {spec!r}")
+                    raise UserError(f"only inc1 (increasing ops) is supported: {spec!r}")
             else:
-                raise ValueError(f"unknown RandAugment option {part!r} in {spec!r}")
+                raise UserError(f"unknown RandAugment option {part!r} in {spec!r}")
         return cls(**kw)
 
     def __repr__(self):

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import UserError
+
 SPLITS = ("train", "val", "test")
 
 
@@ -27,7 +29,7 @@ def _randint(low: int, high: int, generator: torch.Generator | None) -> int:
 
 def _check(num_frames: int, num_samples: int) -> None:
     if num_frames < 1:
-        raise ValueError(f"cannot sample from a video with {num_frames} frames")
+        raise UserError(f"cannot sample from a video with {num_frames} frames")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
 

@@ -17,6 +17,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserError
+
 DEFAULT_MEAN = (0.45, 0.45, 0.45)
 DEFAULT_STD = (0.225, 0.225, 0.225)
 
@@ -51,7 +53,7 @@ def crop_offsets(h: int, w: int, size: int, position: int) -> tuple[int, int]:
     """Top-left (y, x) of a ``size`` square; position 0/1/2 = left/centre/right for landscape frames,
     top/centre/bottom for portrait ones. The centre offset is ceil((len - size) / 2)."""
     if h < size or w < size:
-        raise ValueError(f"cannot crop {size}x{size} from {h}x{w}")
+        raise UserError(f"cannot crop {size}x{size} from {h}x{w}")
     y, x = math.ceil((h - size) / 2), math.ceil((w - size) / 2)
     if position != 1:
         if h > w:

@@ -43,6 +43,7 @@ from ..fileio import atomic_write, atomic_write_json, atomic_write_text
 from ..model.config import ModelConfig
 from ..model.presets import build_config
 from .config import dump, load_config
+from .recipes import synthetic_recipe  # noqa: F401  (the recipe of the synthetic benchmark, shared with the demo)
 
 STUDIES = ("components", "local", "global", "fusion")
 STUDY_CHOICES = STUDIES + ("all",)
@@ -186,25 +187,6 @@ def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kw
 
 def count_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def synthetic_recipe(data_dir, *, epochs: int = 12, seed: int = 0) -> dict:
-    """The recipe of ``make demo`` (``configs/demo_synth.yaml``) for a dataset written by ``uniformerv2 synth``
-    in ``data_dir``: the head sized by its ``labels.txt``, ~100 warmup steps, as the demo trains it."""
-    data_dir = Path(data_dir).resolve()
-    labels = data_dir / "labels.txt"
-    if not labels.is_file() or not (data_dir / "train.csv").is_file():
-        raise UserError(f"{data_dir} is not a synthetic dataset (labels.txt, train.csv; see `uniformerv2 synth`)")
-    classes = [ln for ln in labels.read_text().splitlines() if ln.strip()]
-    train_videos = sum(1 for ln in (data_dir / "train.csv").read_text().splitlines() if ln.strip())
-    steps_per_epoch = max(1, train_videos // 8)  # demo_synth's batch size
-    return {
-        "base": "demo_synth",
-        "seed": seed,
-        "model": {"options": {"num_classes": len(classes)}, "labels": str(labels)},
-        "data": {"root": str(data_dir)},
-        "train": {"epochs": epochs, "warmup_epochs": max(1.0, round(100 / steps_per_epoch, 2))},
-    }
 
 
 def _fingerprint(cfg: dict) -> str:

@@ -71,7 +71,7 @@ DEFAULTS: dict = {
         "eval_every": 1,             # epochs between validations (0 = never)
         "checkpoint_every": 0,       # steps between checkpoints (0 = end of every epoch only)
         "keep_last": 2,
-        "device": "auto",            # auto | cpu | cuda
+        "device": "auto",            # auto | cpu | cuda | cuda:N
         "compile": False,            # torch.compile the model
         "sync_bn": False,            # SyncBatchNorm under DDP (local MHRA has BatchNorm)
         "tensorboard": False,

@@ -42,13 +42,21 @@ def setup(device: str = "auto") -> DistInfo:
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} asked for but CUDA is not available")
     if device == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError("device 'cuda' asked for but CUDA is not available")
         dev = torch.device("cuda", local % torch.cuda.device_count())
         torch.cuda.set_device(dev)
     else:
-        dev = torch.device(device)
+        try:
+            dev = torch.device(device)
+        except RuntimeError:
+            raise UserError(f"{device!r} is not a device: auto, cpu, cuda, cuda:N, mps ...") from None
+        if dev.type == "cuda":
+            if (dev.index or 0) >= torch.cuda.device_count():
+                raise UserError(f"device {device!r} asked for but there are {torch.cuda.device_count()} CUDA "
+                                f"devices (cuda:0 ... cuda:{torch.cuda.device_count() - 1})")
+            torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return DistInfo(rank, world, local, dev)

@@ -12,10 +12,11 @@ The steps, top to bottom (``uniformerv2 finetune`` is a thin layer over this):
    model brings its own architecture, image-ViT weights are armed with the kind's design.
 3. Build the starting model once (weights loaded, head re-initialised for the user's classes with their
    names, at a small scale, ``frozen_backbone`` applied) and save it as ``init/``; the recipe points at it.
-4. Resolve the recipe: the official run that matches the starting point gives the LR at its global batch,
-   scaled *linearly* to the actual global batch (the maintainers' rule), its epochs, warmup and cosine;
-   bf16 on a GPU / fp32 on a CPU; activation checkpointing of as many blocks as the estimated memory needs.
-   ``key=value`` overrides go on top. The result is a normal ``train`` recipe: ``config.yaml``.
+4. Resolve the recipe: the official run that matches the starting point (a shipped config, ``RUNS``; the
+   kind's design, drop paths, augmentation and test views are those of its config's preset) gives the LR at
+   its global batch, scaled *linearly* to the actual global batch (the maintainers' rule), its epochs, warmup
+   and cosine; bf16 on a GPU / fp32 on a CPU; activation checkpointing of as many blocks as the estimated
+   memory needs. ``key=value`` overrides go on top. The result is a normal ``train`` recipe: ``config.yaml``.
 5. Train (``engine.train``; under torchrun every process runs this function), then evaluate the best
    weights on val with the model's test views (``val/``: metrics.json, per_class.csv, confusion.png,
    predictions.json) and print where the model is, its val accuracy and the ``predict`` command.
@@ -30,66 +31,75 @@ from typing import Callable
 
 import torch
 
-from ..errors import UserError
+from ..errors import CheckpointError, UserError
 from ..factory import ModelSource, apply_pipeline, describe, fetch_source
 from ..fileio import atomic_write_json, atomic_write_text
 from . import distributed as dist
 from .config import DEFAULTS, dump, load_config, merge, parse_overrides
+from .recipes import Run, official_run
 from .schedule import scaled_lr
 
-RAND_AUGMENT = "rand-m7-n4-mstd0.5-inc1"   # every official recipe
-OFFICIAL_END_LR = 1e-6                     # warmup start and cosine floor of every official run, at its own batch
 HEAD_INIT_STD = 2e-5
 GiB = 2**30
 
 
-@dataclass(frozen=True)
-class Run:
-    """One official training run (run.sh): its LR at its global batch, its length and warmup in epochs."""
-    name: str
-    lr: float
-    batch: int
-    epochs: int
-    warmup: float
-
-
-# The official run that matches each starting point (docs/finetune.md has the table and the reasoning).
+# The official run that matches each starting point (docs/finetune.md has the table and the reasoning): a shipped
+# config (configs/NAME.yaml), whose LR at its global batch, epochs, warmup, LR floor, weight decay and clipping
+# the recipe takes (engine.recipes.official_run).
 RUNS = {
-    ("video", "base"): Run("MiT B/16 from the Kinetics model (new head)", 2e-5, 512, 24, 5),
-    ("video", "large"): Run("MiT L/14 from the Kinetics model (new head)", 1e-5, 512, 18, 5),
-    ("image", "scene", "base"): Run("K400 B/16 from CLIP", 1e-5, 256, 55, 5),
-    ("image", "scene", "large"): Run("K710 L/14 from CLIP", 1e-5, 512, 40, 5),
-    ("image", "motion", "base"): Run("SSv2 B/16 from CLIP", 4e-5, 128, 22, 5),
-    ("image", "motion", "large"): Run("SSv2 L/14 from CLIP", 2e-5, 128, 22, 5),
+    ("video", "base"): "mit_b16_8x224",        # MiT B/16 from the Kinetics model, a new head
+    ("video", "large"): "mit_l14_8x224",       # MiT L/14 from the Kinetics model, a new head
+    ("image", "scene", "base"): "k400_b16_8x224_clip",
+    ("image", "scene", "large"): "k710_l14_8x224_clip",
+    ("image", "motion", "base"): "ssv2_b16_16x224",
+    ("image", "motion", "large"): "ssv2_l14_16x224",
 }
 # Frozen backbone: the LR of the official frozen family (global blocks trained / untrained at the start).
 FROZEN_RUNS = {
-    "video": Run("frozen L/14@336 from the frozen K710 model", 5e-5, 512, 5, 1),
-    "image": Run("frozen L/14@336 from CLIP", 8e-4, 512, 50, 0),
+    "video": "k400_frozen_l14_8x336_from_k710",  # from the frozen K710 model
+    "image": "k400_frozen_l14_8x336_clip",       # from CLIP
 }
 
 
 @dataclass(frozen=True)
 class Kind:
+    """A kind of data: the default starting weights, and the official run whose model and data recipe (its
+    config's preset) gives the design of a backbone armed from image weights, the drop paths, the augmentation and
+    the test views."""
     weights: str          # registry name of the default starting weights
-    design: dict          # ModelConfig options for a backbone armed from image weights
+    config: str           # the shipped config of that run (the kind's run from CLIP at B/16)
     n_global: Callable    # depth -> global UniBlocks (after the last layers), for an image-weights start
-    regularise: dict      # drop paths of the official recipe
-    pipeline: dict        # DataConfig fields: augmentation and test views
     augmentation: str
+
+    @property
+    def design(self) -> dict:
+        """ModelConfig options for a backbone armed from image weights."""
+        return {key: _recipe_of(self.config)[0][key] for key in ("local_mhra", "temporal_downsample", "num_frames")}
+
+    @property
+    def regularise(self) -> dict:
+        """Drop paths of the official recipe."""
+        return {key: _recipe_of(self.config)[0][key] for key in ("drop_path_rate", "global_drop_path_rate")}
+
+    @property
+    def pipeline(self) -> dict:
+        """DataConfig fields: augmentation and test views."""
+        return {key: _recipe_of(self.config)[1][key]
+                for key in ("flip", "rand_augment", "repeated_aug", "test_clips", "test_crops")}
+
+
+def _recipe_of(config: str) -> tuple[dict, dict]:
+    """(ModelConfig fields, DataConfig fields) of the preset a shipped config trains."""
+    from ..model.presets import build_config
+
+    cfg, preset = build_config(load_config(config)["model"]["preset"])
+    return cfg.to_dict(), preset.data_config().to_dict()
 
 
 KINDS = {
-    "scene": Kind("k710_b16_8x224.clip",
-                  dict(local_mhra="none", temporal_downsample=False, num_frames=8), lambda depth: min(4, depth),
-                  dict(drop_path_rate=0.0, global_drop_path_rate=0.0),
-                  dict(flip=True, rand_augment=RAND_AUGMENT, repeated_aug=1, test_clips=4, test_crops=3),
+    "scene": Kind("k710_b16_8x224.clip", RUNS[("image", "scene", "base")], lambda depth: min(4, depth),
                   "Kinetics augmentation (RandAugment, random resized crop, flip)"),
-    "motion": Kind("clip_b16.openai",
-                   dict(local_mhra="double", temporal_downsample=True, num_frames=16),
-                   lambda depth: max(1, round(depth * 2 / 3)),
-                   dict(drop_path_rate=0.2, global_drop_path_rate=0.4),
-                   dict(flip=False, rand_augment=RAND_AUGMENT, repeated_aug=2, test_clips=1, test_crops=3),
+    "motion": Kind("clip_b16.openai", RUNS[("image", "motion", "base")], lambda depth: max(1, round(depth * 2 / 3)),
                    "Something-Something augmentation (RandAugment, random resized crop, no flip, 2 clips per "
                    "video and step)"),
 }
@@ -140,14 +150,15 @@ def data_pipeline(source: Source, kind: str) -> dict:
     known = source.data or {}
     default = DataConfig()
     conv = {key: known.get(key, getattr(default, key)) for key in ("mean", "std", "bgr")}
-    return {**KINDS[kind].pipeline, **conv, "sampling": "sparse", "crop_scale": [0.08, 1.0]}
+    recipe = _recipe_of(KINDS[kind].config)[1]
+    return {**KINDS[kind].pipeline, **conv, "sampling": recipe["sampling"], "crop_scale": recipe["crop_scale"]}
 
 
 def recipe_run(source: Source, kind: str, embed_dim: int, frozen: bool) -> tuple[Run, Run]:
     """(the run giving the schedule, the run giving the LR at its batch)."""
     size = size_class(embed_dim)
-    sched = RUNS[("video", size)] if source.start == "video" else RUNS[("image", kind, size)]
-    return sched, (FROZEN_RUNS[source.start] if frozen else sched)
+    sched = official_run(RUNS[("video", size)] if source.start == "video" else RUNS[("image", kind, size)])
+    return sched, (official_run(FROZEN_RUNS[source.start]) if frozen else sched)
 
 
 def default_batch(n_train: int, world: int, device: torch.device, embed_dim: int) -> int:
@@ -265,12 +276,28 @@ def build_start_model(source: Source, arch: str, options: dict, labels: list[str
 
 # ----------------------------------------------------------------------------------------------- planning
 def check_overrides(overrides) -> dict:
-    """``key=value`` strings (or a nested dict) as a nested dict, refusing the keys finetune sets itself."""
+    """``key=value`` strings (or a nested dict) as a nested dict, refusing the keys finetune sets itself, keys
+    the config does not have and values it does not take (checked over the defaults: before any work)."""
     over = overrides if isinstance(overrides, dict) else parse_overrides(overrides or [])
     bad = [k for k in FORBIDDEN_OVERRIDES if _has(over, k)]
     if bad:
         raise UserError(f"{bad[0]} is set by finetune (use --from and the data arguments), not by an override")
+    load_config(None, over)
     return over
+
+
+def _resolve(spec: str) -> Source:
+    """The starting weights of ``--from``; a preset with nothing to download is answered in finetune's terms."""
+    from ..model.presets import PRESETS
+
+    try:
+        return resolve_source(spec)
+    except CheckpointError:
+        if spec in PRESETS and not Path(spec).exists():
+            raise UserError(f"{spec} is a preset with no weights to download: give --from its weights file (a "
+                            "checkpoint: the architecture is read from it), a model or run directory, or a "
+                            "pretrained name (uniformerv2 models --pretrained)") from None
+        raise
 
 
 def plan_run(prep, out: Path, source: Source, over: dict, *, kind: str, frozen: bool, epochs: int | None,
@@ -292,14 +319,16 @@ def plan_run(prep, out: Path, source: Source, over: dict, *, kind: str, frozen: 
         "seed": seed,
         "model": {"preset": arch, "options": options, "pretrained": None, "checkpoint": str((out / "init").resolve()),
                   "head": "keep", "labels": str((out / "labels.txt").resolve())},
+        # data.test: the val list too (the split has no test part), so that `uniformerv2 eval --config` finds
+        # one; `train` here leaves it out (finetune evaluates the kept weights on val itself, in val/)
         "data": {"root": prep.root, "train": str((out / "train.csv").resolve()),
-                 "val": str((out / "val.csv").resolve()), "test": None,
+                 "val": str((out / "val.csv").resolve()), "test": str((out / "val.csv").resolve()),
                  "num_workers": workers if workers is not None else max(0, min(8, cpus // local - 1)),
                  "pipeline": pipeline},
         "train": {"epochs": n_epochs, "batch_size": batch, "accum_steps": 1,
                   "lr": lr if lr is not None else lr_run.lr, "lr_scaling": "none" if lr is not None else "linear",
                   "lr_ref_batch": lr_run.batch, "warmup_epochs": round(sched.warmup * n_epochs / sched.epochs, 3),
-                  "weight_decay": 0.05, "layer_decay": None, "clip_grad": 20.0,
+                  "weight_decay": lr_run.weight_decay, "layer_decay": None, "clip_grad": lr_run.clip_grad,
                   "precision": training_precision(device), "grad_checkpointing": 0, "eval_every": 1,
                   "keep_last": 1, "device": device.type, **({} if progress else {"progress": False})},
         "eval": {"test_clips": pipeline["test_clips"], "test_crops": pipeline["test_crops"]},
@@ -320,11 +349,11 @@ def plan_run(prep, out: Path, source: Source, over: dict, *, kind: str, frozen: 
         t["grad_checkpointing"] = mem["grad_checkpointing"]
     if not _has(over, "train.accum_steps"):
         t["accum_steps"] = mem["accum"]
-    # the LR of the run at the actual global batch, linear in it; the official 1e-6 floor keeps its ratio to it
+    # the LR of the run at the actual global batch, linear in it; the run's warmup start and floor keep their ratio
     peak = scaled_lr(t["lr"], t["batch_size"], t["lr_scaling"], t["lr_ref_batch"])
     for key in ("min_lr", "warmup_start_lr"):
         if not _has(over, f"train.{key}"):
-            t[key] = peak * OFFICIAL_END_LR / lr_run.lr
+            t[key] = peak * getattr(lr_run, key) / lr_run.lr
     cfg = load_config(cfg)  # the defaults filled in and every value checked, as `train` will read it
 
     apply_pipeline(model, cfg["data"]["pipeline"])
@@ -360,7 +389,7 @@ def _notes(source, kind, frozen, cfg, sched, lr_run, peak, mem, model, user_lr) 
     if user_lr:
         lines.append(f"lr: {t['lr']:g} as given (no scaling)")
     else:
-        lines.append(f"lr: {lr_run.lr:g} at batch {lr_run.batch} ({lr_run.name}), linear in the global batch: "
+        lines.append(f"lr: {lr_run.lr:g} at batch {lr_run.batch} (config {lr_run.name}), linear in the global batch: "
                      f"x {t['batch_size']}/{lr_run.batch} = {peak:.3g}")
     lines.append(f"schedule: {t['epochs']} epochs ({sched.name}: {sched.epochs}), warmup {t['warmup_epochs']:g} "
                  f"from {t['warmup_start_lr']:.3g}, cosine to {t['min_lr']:.3g}; AdamW wd {t['weight_decay']:g}, "
@@ -395,6 +424,9 @@ def finetune(data, output, *, weights: str | None = None, kind: str = "scene", e
             raise UserError(f"{name} must be a positive integer, got {v!r}")
     if lr is not None and not lr > 0:
         raise UserError(f"lr must be positive, got {lr!r}")
+    if workers is not None and (not isinstance(workers, int) or workers < 0):
+        raise UserError(f"workers must be 0 or more, got {workers!r}")
+    overrides = check_overrides(overrides)  # every argument is checked before the scan
     out = Path(output)
     has_run = (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step_*.pt"))
     if resume and not (out / "config.yaml").is_file():
@@ -415,7 +447,8 @@ def finetune(data, output, *, weights: str | None = None, kind: str = "scene", e
                 skip_small_classes=skip_small_classes, progress=progress and main))
         from .train import train
 
-        trained = train(cfg, out, resume=resume)  # leaves the process group at its end
+        # without data.test: the kept weights are evaluated on val below (val/), not the best ones in test/
+        trained = train(merge(cfg, {"data": {"test": None}}), out, resume=resume)  # leaves the process group
     finally:
         dist.cleanup()
     summary = {"output_dir": str(out), "train": trained, **facts}
@@ -459,7 +492,7 @@ def _prepare(data, out: Path, device, plan_args: dict, prep_args: dict) -> dict:
 
     # everything that can be checked without reading the videos first: a wrong name fails in a second
     over = check_overrides(plan_args.pop("overrides"))
-    source = resolve_source(plan_args.pop("weights") or KINDS[plan_args["kind"]].weights)
+    source = _resolve(plan_args.pop("weights") or KINDS[plan_args["kind"]].weights)
     if not Path(data).exists():
         raise UserError(f"{data}: no such folder or list file")
     _fetch_start(source)  # before anything is written: a failed download leaves no half-made run
@@ -513,18 +546,21 @@ def chosen_model_dir(out: Path) -> Path:
 def _final_eval(cfg: dict, out: Path, device, progress: bool) -> dict:
     """The kept weights on val with the model's test views; outputs in ``out/val``."""
     from ..factory import load_model
-    from .data import build_datasets
-    from .evaluate import evaluate
+    from ..inference import VideoClassifier
+    from .data import _list_path, labelled_items
+    from .evaluate import evaluate_videos, write_outputs
 
     model_dir = chosen_model_dir(out)
-    model = load_model(model_dir).to(device).eval()
-    test_cfg = merge(cfg, {"data": {"test": cfg["data"]["val"]}})
-    ds = build_datasets(test_cfg, model.data_config, ("test",), model.labels, model.cfg.num_classes)["test"]
-    res = evaluate(model, ds, aggregate=cfg["eval"]["aggregate"], batch_size=cfg["eval"]["batch_size"],
-                   num_workers=cfg["data"]["num_workers"], out_dir=out / "val", labels=model.labels,
-                   progress=progress, desc="val")
+    model = load_model(model_dir)
+    d = cfg["data"]
+    items, _ = labelled_items(_list_path(d["root"], d["val"]), root=d["root"], sep=d["separator"],
+                              model_labels=model.labels, list_labels="model")   # the lists finetune wrote
+    clf = VideoClassifier(model, device=device, dtype=torch.float32)
     views = (f"{cfg['eval']['test_clips'] or model.data_config.test_clips}x"
              f"{cfg['eval']['test_crops'] or model.data_config.test_crops}")
+    res = evaluate_videos(clf, items, aggregate=cfg["eval"]["aggregate"], views=views,
+                          workers=d["num_workers"], progress=progress, backend=d["backend"], timeout=d["timeout"])
+    write_outputs(out / "val", res, model.labels)
     val = {k: res[k] for k in ("top1", "top5", "mean_class_accuracy", "count")}
     val.update(views=views, skipped=res["skipped"])
     return {"model_dir": str(model_dir), "val": val,
@@ -534,10 +570,11 @@ def _final_eval(cfg: dict, out: Path, device, progress: bool) -> dict:
 def _annotate(path: Path, cfg: dict, notes: list[str]) -> None:
     """``config.yaml``: the resolved recipe, headed by what finetune chose (comments; `train` reads it as is)."""
     head = ["uniformerv2 finetune: the resolved recipe. Reproduce: uniformerv2 train --config THIS_FILE --output DIR",
-            *notes]
+            "data.test is the val list (the split has train and val only): uniformerv2 eval --config THIS_FILE "
+            "--model RUN/final evaluates on it", *notes]
     text = "".join(f"# {line}\n" for line in head) + dump(cfg)
     atomic_write_text(path, text)
 
 
 __all__ = ["finetune", "resolve_source", "model_options", "data_pipeline", "recipe_run", "memory_plan",
-           "activation_bytes", "build_start_model", "KINDS", "RUNS", "FROZEN_RUNS"]
+           "activation_bytes", "build_start_model", "KINDS", "RUNS", "FROZEN_RUNS", "Run"]

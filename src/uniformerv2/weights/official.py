@@ -13,6 +13,8 @@ import re
 
 import torch
 
+from ..errors import UserError
+
 # (official pattern, our pattern); "#" stands for a block index.  Backbone part = CLIP visual names.
 _RENAMES = [
     ("conv1.weight", "stem.weight"),
@@ -132,13 +134,13 @@ def ours_to_official(sd: dict, prefix: str = "backbone.") -> dict:
     """Our names -> the official layout (names, shapes, ``backbone.`` prefix), in the official order."""
     out, pending = {}, {}
     if "query" in sd and sd["query"].shape[0] != 1:
-        raise ValueError("the official layout has one video query: hierarchical fusions have no official form")
+        raise UserError("the official layout has one video query: hierarchical fusions have no official form")
     if any(_NON_OFFICIAL_LOCAL.match(k) for k in sd):
-        raise ValueError("the official code has only the local MHRA as local operator: a model with "
-                         "local_op='temporal_mhsa' or 'st_adapter' has no official form")
+        raise UserError("the official code has only the local MHRA as local operator: a model with "
+                        "local_op='temporal_mhsa' or 'st_adapter' has no official form")
     if any(k.startswith("global_blocks.") for k in sd) and not any(k.startswith("dpe.") for k in sd):
-        raise ValueError("the official code always has a DPE before each global block: a model with dpe=False "
-                         "has no official form")
+        raise UserError("the official code always has a DPE before each global block: a model with dpe=False "
+                        "has no official form")
     for name, t in sd.items():
         m = _OUR_Q_KV.match(name)
         if m:
@@ -150,8 +152,8 @@ def ours_to_official(sd: dict, prefix: str = "backbone.") -> dict:
             continue
         official = _rename(name, _TO_OFFICIAL)
         if official is None:
-            raise ValueError(f"{name} has no counterpart in the official layout "
-                             "(only the sequential fusion exists in the official code)")
+            raise UserError(f"{name} has no counterpart in the official layout "
+                            "(only the sequential fusion exists in the official code)")
         out[official] = _to_official_tensor(name, t)
     if pending:
         raise ValueError(f"incomplete global-block projections: {sorted(pending)}")
