@@ -53,3 +53,21 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
         assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert r.stderr.startswith("uniformerv2: error:")
     assert (tmp_path / "out" / "keep.txt").read_text() == "precious"
+
+
+def test_unreadable_weights_are_one_line_through_the_cli(tmp_path):
+    """A few kinds as a user meets them (test_weights.py feeds every kind through the API)."""
+    from test_weights import unreadable_weights
+
+    files = unreadable_weights(tmp_path)
+    video = files["clip.mp4"][0]
+    cases = [(("predict", video, "--model", files["hello.pyth"][0], "--preset", "tiny_k400_8x64"), "hello.pyth"),
+             (("info", files["url.pyth"][0]), "url.pyth"),
+             (("predict", video, "--model", video), "clip.mp4")]
+    for args, name in cases:
+        r = cli(*args)
+        path, says = files[name]
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert r.stderr.strip() == f"uniformerv2: error: {path} {says}" or \
+            r.stderr.startswith(f"uniformerv2: error: {path} {says}"), r.stderr

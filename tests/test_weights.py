@@ -88,6 +88,52 @@ def test_truncated_and_garbage_files(tmp_path):
             u.create_model("tiny_ssv2_8x64", checkpoint=tmp_path / name)
 
 
+def unreadable_weights(folder) -> dict:
+    """Files users give as weights by mistake, each with what the one-line refusal must say about it."""
+    from safetensors.torch import save_file as st_save
+    from videogen import write_video
+
+    folder.mkdir(parents=True, exist_ok=True)
+    zipped, legacy, st = folder / "zip.pth", folder / "legacy.pth", folder / "st.safetensors"
+    torch.save({"a": torch.randn(64, 64)}, zipped)
+    torch.save({"a": torch.randn(64, 64)}, legacy, _use_new_zipfile_serialization=False)
+    st_save({"a": torch.randn(64, 64)}, st)
+    files = {
+        "hello.pyth": (b"hello\n", "is a text file (it begins 'hello'), not a weights file"),
+        "url.pyth": (b"https://huggingface.co/Andy1621/uniformerv2/resolve/main/k400.pyth\n",
+                     "is a text file holding a URL (https://huggingface.co/Andy1621/uniformerv2/resolve/main/"
+                     "k400.pyth), not a weights file: download that URL"),
+        "page.pth": (b"\n<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>x</body></html>\n",
+                     "is an HTML page, not a weights file"),
+        "lfs.pyth": (b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a21\nsize 458289355\n",
+                     "is a Git LFS pointer"),
+        "empty.pyth": (b"", "is empty (0 bytes)"),
+        "cut_zip.pth": (zipped.read_bytes()[:9000], "is truncated: a zip archive"),
+        "cut_legacy.pth": (legacy.read_bytes()[:9000], "is damaged or truncated"),
+        "cut.safetensors": (st.read_bytes()[:9000], "is truncated: a safetensors file of 16,"),
+    }
+    out = {}
+    for name, (data, says) in files.items():
+        (folder / name).write_bytes(data)
+        out[name] = (folder / name, says)
+    out["clip.mp4"] = (write_video(folder / "clip.mp4", 8), "is a video (MP4/QuickTime), not a weights file")
+    return out
+
+
+def test_unreadable_weights_say_what_the_file_is(tmp_path):
+    """Every way in (a checkpoint with a preset, a file without one, image weights) refuses the file in one line
+    that names what it is: never a KeyError from the unpickler, never "refusing to unpickle ... run code"."""
+    for name, (path, says) in unreadable_weights(tmp_path).items():
+        for load in (lambda: u.create_model("tiny_k400_8x64", checkpoint=path),
+                     lambda: u.load_model(path, need_recipe=True), lambda: u.load_model(path),
+                     lambda: u.create_model("tiny_k400_8x64", pretrained=path)):
+            with pytest.raises(u.CheckpointError) as e:
+                load()
+            msg = str(e.value)
+            assert msg.startswith(str(path)) and says in msg and "\n" not in msg, (name, msg)
+            assert "unpickle" not in msg and "without a config" not in msg, (name, msg)
+
+
 def test_checkpoint_of_another_arch_is_refused(tmp_path):
     _, _, path = _official_file(tmp_path, "tiny_ssv2_8x64")
     with pytest.raises(u.CheckpointError, match="another architecture.*local MHRA"):

@@ -263,8 +263,7 @@ def test_two_processes_downloading_at_once_end_with_one_good_file(env, tmp_path)
     assert sha256(path) == get_entry("tiny_k400_8x64.test_official").sha256
     assert env.gets(OFFICIAL) == [None]  # one download; the other process waited for the lock
     assert any("waiting for another process" in o[1] for o in outs)
-    assert sorted(p.name for p in path.parent.iterdir()) == sorted(
-        [path.name, f".{path.name}.lock", f".{path.name}.sha256"])
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, f".{path.name}.sha256"])
 
 
 # ----------------------------------------------------------------------------- CLI listing

@@ -110,6 +110,84 @@ def test_unknown_names_are_one_line_errors_with_close_names(env, video):
     assert env.requests == []
 
 
+# ----------------------------------------------------------------------------- info by name: no download
+def test_info_by_name_answers_from_the_registry_without_a_request(env, capsys):
+    """With an empty cache, `info NAME` prints architecture, classes, size and source and fetches nothing."""
+    shipped = get_entry("k400_b16_8x224")
+    r = run("info", "k400_b16_8x224")
+    assert r.returncode == 0, r.stderr
+    assert "arch: uniformerv2_b16 (width 768, 12 layers, patch 16, 224px)" in r.stdout
+    assert "classes: 400 (labels: riding a bike, marching, dodgeball, ...)" in r.stdout
+    assert f"file: {shipped.file} ({shipped.size:,} bytes, official layout" in r.stdout
+    assert f"source {shipped.urls[0]}" in r.stdout and "cache: not downloaded" in r.stdout
+    assert "parameters: 114,552,208" in r.stdout and "preset: k400_b16_8x224" in r.stdout
+    # a test entry (in this process): again nothing fetched, nothing written
+    assert cli(["info", "tiny_k400_8x64.test_official"]) == 0
+    out = capsys.readouterr().out
+    assert "format: official UniFormerV2 checkpoint" in out and "classes: 400" in out
+    assert "label order of the head rows: kinetics400_uniformerv2_order (registry)" in out
+    assert env.requests == [] and _cache_files() == []
+    # once cached, the same name says where the file is; the description is the file's own
+    path = dl.fetch("tiny_k400_8x64.test_official", progress=False)
+    assert cli(["info", "tiny_k400_8x64.test_official"]) == 0
+    cached = capsys.readouterr().out
+    assert f"cache: {path}" in cached
+    assert cli(["info", str(path)]) == 0
+    direct = capsys.readouterr().out
+    for key in ("format:", "arch:", "design:", "parameters:", "classes:"):
+        line = next(x for x in direct.splitlines() if x.startswith(key))
+        assert any(x.startswith(line) for x in cached.splitlines()), (line, cached)
+
+
+# ----------------------------------------------------------------------------- a download that fails
+@pytest.fixture
+def closed_mirror(env, monkeypatch):
+    """A mirror at a loopback port where nothing listens: every download fails at once, as without network."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    monkeypatch.setenv("UNIFORMERV2_MIRROR", f"http://127.0.0.1:{port}")
+    return f"http://127.0.0.1:{port}"
+
+
+def _way_forward(stderr: str, name: str) -> None:
+    entry = get_entry(name)
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, stderr
+    assert "cannot download http://127.0.0.1:" in stderr
+    assert f"download {entry.urls[0]} and put it in {dl.weights_dir()}/" in stderr, stderr
+    assert "UNIFORMERV2_MIRROR" in stderr, stderr
+
+
+def test_a_failed_download_says_how_to_go_on_and_leaves_no_lock(closed_mirror, video):
+    r = run("predict", video, "--model", "tiny_k400_8x64.test_official", "--device", "cpu")
+    assert r.returncode == 2, r.stderr
+    _way_forward(r.stderr, "tiny_k400_8x64.test_official")
+    with pytest.raises(dl.DownloadError) as e:
+        u.load_model("tiny_k400_8x64.test_mmaction2")
+    _way_forward(str(e.value), "tiny_k400_8x64.test_mmaction2")
+    assert _cache_files() == []  # no file, no .part, no .lock
+
+
+@pytest.mark.parametrize("kind", ["scene", "motion"])
+def test_finetune_fetches_its_weights_first_and_a_failure_leaves_no_run(closed_mirror, tmp_path, video, kind):
+    from uniformerv2.engine.finetune import KINDS
+
+    data = tmp_path / "data"
+    for c in ("a", "b"):
+        (data / c).mkdir(parents=True)
+        for k in range(2):
+            (data / c / f"{k}.mp4").write_bytes(video.read_bytes())
+    out = tmp_path / "run"
+    r = run("finetune", data, "--output", out, "--kind", kind)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    _way_forward(r.stderr, KINDS[kind].weights)
+    assert "--from PATH" in r.stderr and "scanning" not in r.stdout
+    assert not out.exists() and _cache_files() == []
+
+
 # ----------------------------------------------------------------------------- the Python API by name
 def test_load_model_from_pretrained_and_classifier_by_name(env, video):
     src, _ = tiny_official()

@@ -1,6 +1,7 @@
-"""One way to build, load and save a model: ``create_model``, ``load_model``, ``from_pretrained``,
-``save_pretrained``.  Every entry point (``VideoClassifier``, the trainer, eval, export, convert, info) goes
-through here.
+"""One way to build, load, describe and save a model: ``create_model``, ``load_model``, ``from_pretrained``,
+``save_pretrained``, ``model_for_config`` (what a training config describes), ``describe`` (what a source
+holds, without building a model or downloading).  Every entry point (``VideoClassifier``, the trainer, eval,
+finetune, export, convert, info) goes through here; ``locate`` is the one rule from a string to a source.
 
 What ``load_model`` accepts, and the rule for each:
   model directory   ``config.json`` + ``model.safetensors`` (``save_pretrained``): its own config says
@@ -18,6 +19,7 @@ An existing path always wins over a name; a string that is neither is a one-line
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from .data.config import DataConfig
@@ -26,10 +28,12 @@ from .labels import canonical_name, load_labels
 from .model.config import ModelConfig
 from .model.presets import ARCHS, PRESETS, build_config
 from .model.uniformerv2 import UniFormerV2
-from .weights.download import fetch
-from .weights.format import is_model_dir, read_config, read_weights
+from .weights.download import cache_path, fetch, is_cached
+from .weights.format import WEIGHTS, is_model_dir, read_config, read_weights
+from .weights.io import load_state_dict, safetensors_shapes, sniff
 from .weights.loading import ImageWeightsError, arm_backbone, load_checkpoint, read_checkpoint
 from .weights.registry import Entry, close_names, get_entry, image_entry, is_registered
+from .weights.vit import to_clip_visual
 
 RUN_SUBDIRS = ("best", "final")
 
@@ -109,23 +113,19 @@ def load_model(path: str | Path, preset: str | None = None, *, need_recipe: bool
                **overrides) -> UniFormerV2:
     """A trained model from a model directory, a run directory, a weights file or a registry name (see
     the module docstring for the rules).  ``overrides``: ModelConfig fields on top of what the source says."""
-    p = Path(path)
-    if not p.exists():
-        return _load_entry(lookup(path), preset, overrides)
-    if p.is_dir() and not is_model_dir(p):
-        found = next((p / sub for sub in RUN_SUBDIRS if is_model_dir(p / sub)), None)
-        if found is None:
-            raise UserError(f"{path}: not a model directory (config.json + model.safetensors) nor a run "
-                            f"directory with {' or '.join(s + '/' for s in RUN_SUBDIRS)}")
-        p = found
+    p = locate(path)
+    if isinstance(p, Entry):
+        return _load_entry(p, preset, overrides)
     if is_model_dir(p):
         if preset is not None:
             raise UserError(f"{p} is a model directory with its own config; a preset is for weight files "
                             "without one")
         return from_pretrained(p, **overrides)
+    sniff(p)  # a video, a text or HTML file... given as weights: say so, whatever else was asked
     if preset is not None:
         return create_model(preset, checkpoint=p, **overrides)
     if need_recipe:
+        read_checkpoint(p)  # a damaged file, or image weights, says so first
         raise UserError(f"{p} is a weights file without a config: say which preset it belongs to "
                         f"(preset=... / --preset NAME, see `uniformerv2 models`)")
     sd, _, file_labels = read_checkpoint(p)
@@ -134,6 +134,172 @@ def load_model(path: str | Path, preset: str | None = None, *, need_recipe: bool
             and not {"labels", "num_classes"} & set(overrides):
         options["labels"] = list(file_labels)  # e.g. an MMAction2 file: its rows keep their (named) order
     return create_model(options.pop("arch"), checkpoint=p, **{**options, **overrides})
+
+
+def locate(spec: str | Path) -> Path | Entry:
+    """Where a model string points: a model directory (a run directory resolved to its ``best/``, else its
+    ``final/``), a weights file, or the registry entry of a name.  An existing path always wins over a name; a
+    string that is neither is a one-line error with the closest names."""
+    p = Path(spec)
+    if not p.exists():
+        return lookup(spec)
+    if p.is_dir() and not is_model_dir(p):
+        found = next((p / sub for sub in RUN_SUBDIRS if is_model_dir(p / sub)), None)
+        if found is None:
+            raise UserError(f"{spec}: not a model directory (config.json + model.safetensors) nor a run "
+                            f"directory with {' or '.join(s + '/' for s in RUN_SUBDIRS)}")
+        return found
+    return p
+
+
+# ----------------------------------------------------------------------------- a training config's model
+def model_for_config(cfg: dict, model: str | Path | None = None) -> UniFormerV2:
+    """The model of a training config (``engine.config`` schema), with the config's ``data.pipeline`` applied
+    to its data config.
+
+    model None: built as ``model.*`` says (preset or arch + options, ``pretrained`` / ``checkpoint`` weights,
+        ``labels``, a labels file found beside the data lists): what training starts from.
+    model given: that trained model (:func:`load_model`): a model directory, run directory or registry name
+        brings its own architecture; a weights file, which carries no config, is loaded into ``model.preset``
+        with ``model.options``.
+    """
+    m = cfg["model"]
+    if model is None:
+        labels = m["labels"]
+        if isinstance(labels, str) and (Path(cfg["data"]["root"]) / labels).is_file():
+            labels = str(Path(cfg["data"]["root"]) / labels)  # a labels file beside the data lists
+        built = create_model(m["preset"], pretrained=m["pretrained"], checkpoint=m["checkpoint"], head=m["head"],
+                             labels=labels, **m["options"])
+    elif Path(model).is_file():
+        built = load_model(model, m["preset"], **m["options"])
+    else:
+        built = load_model(model)
+    return apply_pipeline(built, cfg["data"]["pipeline"])
+
+
+def apply_pipeline(model: UniFormerV2, pipeline: dict) -> UniFormerV2:
+    """``pipeline`` (DataConfig fields, a config's ``data.pipeline``) over the model's data config."""
+    model.data_config = model.data_config.replace(**pipeline)
+    return model
+
+
+# ----------------------------------------------------------------------------- describing a source
+@dataclass
+class ModelSource:
+    """What a model directory, run directory, weights file or registry name holds, read without building a
+    model and without downloading: a whole video model (its architecture) or image-ViT weights (to arm an
+    arch's backbone)."""
+    spec: str                      # the registry name, or the local path (a run directory: its model directory)
+    start: str                     # "video" | "image"
+    arch: str | None               # None: image weights whose shapes match no arch
+    model: dict | None             # ModelConfig fields of a video model (the model it loads as)
+    data: dict | None = None       # its DataConfig fields, where known
+    labels: list | None = None     # class names of the model's head rows, where known
+    format: str = ""               # "model_dir", "official", "uniformerv2", "mmaction2"; image: "clip", ...
+    preset: str | None = None      # the preset it belongs to, where known
+    entry: Entry | None = None     # the registry entry of a name
+    parameters: int | None = None  # tensor elements, where counted without building (read tensors or a header)
+    backbone: dict | None = None   # image weights: embed_dim, depth, patch_size, img_size of the ViT
+
+
+def describe(spec: str | Path, *, need_arch: bool = False) -> ModelSource:
+    """What ``spec`` holds (:func:`locate` finds it): a model directory's config, a weights file's layout and
+    shapes, or a registry entry's preset and classes (nothing is downloaded).  ``need_arch``: refuse image
+    weights whose shapes match no arch."""
+    where = locate(spec)
+    if isinstance(where, Entry):
+        return _describe_entry(str(spec), where)
+    if is_model_dir(where):
+        cfg = read_config(where)
+        return ModelSource(str(where), "video", cfg["model"]["arch"], cfg["model"], cfg.get("data"),
+                           labels=cfg.get("labels"), format="model_dir", preset=cfg.get("preset"),
+                           parameters=_count(safetensors_shapes(where / WEIGHTS)))
+    try:
+        sd, fmt, labels = read_checkpoint(where)
+    except ImageWeightsError:
+        visual, kind = to_clip_visual(load_state_dict(where))
+        dims = vit_dims(visual)
+        arch = match_arch(**dims)
+        if arch is None and need_arch:
+            raise UserError(f"{where}: an image ViT of width {dims['embed_dim']}, depth {dims['depth']}, patch "
+                            f"{dims['patch_size']} matches no arch (uniformerv2 models)") from None
+        return ModelSource(str(where), "image", arch, None, format=kind, backbone=dims,
+                           parameters=_count({k: t.shape for k, t in visual.items()}))
+    opts = infer_options(sd)
+    cfg, _ = build_config(opts.pop("arch"), **opts)
+    return ModelSource(str(where), "video", cfg.arch, cfg.to_dict(), None,
+                       labels=list(labels) if labels is not None and len(labels) == cfg.num_classes else None,
+                       format=fmt, parameters=_count({k: t.shape for k, t in sd.items()}))
+
+
+def _describe_entry(spec: str, entry: Entry) -> ModelSource:
+    if not entry.is_video_model:
+        a = ARCHS[entry.arch]
+        dims = {k: a[k] for k in ("embed_dim", "depth", "patch_size", "img_size")}
+        return ModelSource(spec, "image", entry.arch, None, format=entry.layout, entry=entry, backbone=dims)
+    preset = PRESETS[entry.preset]
+    file_labels, preset_labels = entry_labels(entry), load_labels(preset.labels)
+    if _covers(file_labels, preset_labels):  # loaded as the preset's model, its rows matched by name
+        cfg, _ = build_config(entry.preset)
+        labels = preset_labels if len(preset_labels) == cfg.num_classes else None
+    else:  # a head of other classes keeps its own names (as _load_entry loads it)
+        cfg, _ = build_config(entry.preset, num_classes=len(file_labels))
+        labels = file_labels
+    data = preset.data_config(num_frames=cfg.num_frames, crop_size=cfg.img_size).to_dict()
+    cached = cache_path(entry)
+    header = safetensors_shapes(cached) if cached.suffix == ".safetensors" and is_cached(entry) else None
+    return ModelSource(spec, "video", cfg.arch, cfg.to_dict(), data, labels=labels, format=entry.layout,
+                       preset=entry.preset, entry=entry, parameters=_count(header))
+
+
+def fetch_source(source: ModelSource) -> ModelSource:
+    """Download (verified, cached) the file of a registry name, so that what follows works offline; a local
+    source is left as it is."""
+    if source.entry is not None:
+        fetch(source.entry)
+    return source
+
+
+def parameter_count(source: ModelSource) -> int | None:
+    """The tensor elements of a source: counted where its tensors or header were read, else those of its
+    video model built on the meta device (no memory, no weights); None for image weights not read."""
+    if source.parameters is not None or source.model is None:
+        return source.parameters
+    import torch
+
+    with torch.device("meta"):
+        model = UniFormerV2(ModelConfig.from_dict(source.model))
+    return _count({k: t.shape for k, t in model.state_dict().items()})
+
+
+def _count(shapes: dict | None) -> int | None:
+    """Elements of the named tensors, batch-norm statistics left out."""
+    if shapes is None:
+        return None
+    total = 0
+    for name, shape in shapes.items():
+        if "running" in name or "num_batches" in name:
+            continue
+        n = 1
+        for d in shape:
+            n *= int(d)
+        total += n
+    return total
+
+
+def vit_dims(visual: dict) -> dict:
+    """Width, depth, patch and resolution of an image ViT in the CLIP visual layout."""
+    width, patch = visual["conv1.weight"].shape[0], visual["conv1.weight"].shape[-1]
+    depth = len({k.split(".")[2] for k in visual if k.startswith("transformer.resblocks.")})
+    grid = int(round((visual["positional_embedding"].shape[0] - 1) ** 0.5))
+    return dict(embed_dim=width, depth=depth, patch_size=patch, img_size=grid * patch)
+
+
+def match_arch(embed_dim: int, depth: int, patch_size: int, img_size: int) -> str | None:
+    """The arch with this ViT's width, depth and patch (of the same resolution where there are several)."""
+    same = [n for n, a in ARCHS.items() if (a["embed_dim"], a["depth"], a["patch_size"]) == (embed_dim, depth,
+                                                                                               patch_size)]
+    return next((n for n in same if ARCHS[n]["img_size"] == img_size), same[0] if same else None)
 
 
 # ----------------------------------------------------------------------------- weights by name
@@ -241,9 +407,9 @@ def infer_options(sd: dict) -> dict:
     local_op = ("temporal_mhsa" if "blocks.0.lmhra1.attn.qkv.weight" in sd
                 else "st_adapter" if "blocks.0.lmhra1.conv.weight" in sd else "mhra")
     # heads cannot be read off the weights: take them from the arch of that shape (official: 64 per head)
-    same = [n for n, a in ARCHS.items() if (a["embed_dim"], a["depth"], a["patch_size"]) == (width, depth, patch)]
-    arch = next((n for n in same if ARCHS[n]["img_size"] == grid * patch), same[0] if same else "uniformerv2_b16")
-    heads = ARCHS[arch]["num_heads"] if same else max(1, width // 64)
+    arch = match_arch(width, depth, patch, grid * patch)
+    heads = ARCHS[arch]["num_heads"] if arch else max(1, width // 64)
+    arch = arch or "uniformerv2_b16"
     return dict(arch=arch, embed_dim=width, depth=depth, num_heads=heads, patch_size=patch,
                 img_size=grid * patch, num_classes=sd["head.fc.weight"].shape[0], temporal_downsample=kt > 1,
                 num_frames=16 if kt > 1 else 8, local_mhra=local, local_op=local_op,

@@ -44,16 +44,10 @@ def add_parser(subparsers) -> None:
 
 
 def resolve_model(path: str, cfg: dict):
-    """A model directory or run directory brings its own config; a weights file is loaded into the config's
-    model (``model.preset`` + ``model.options``).  The config's ``data.pipeline`` applies on top."""
-    from ..factory import load_model
+    """The model of ``--model`` as ``factory.model_for_config`` resolves it against the config."""
+    from ..factory import model_for_config
 
-    if Path(path).is_file():
-        model = load_model(path, cfg["model"]["preset"], **cfg["model"]["options"])
-    else:
-        model = load_model(path)
-    model.data_config = model.data_config.replace(**cfg["data"]["pipeline"])
-    return model
+    return model_for_config(cfg, path)
 
 
 def run(args) -> int:

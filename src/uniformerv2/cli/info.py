@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 FORMATS = {"official": "official UniFormerV2 checkpoint", "uniformerv2": "uniformerv2 checkpoint",
-           "mmaction2": "MMAction2 UniFormerV2 checkpoint (Recognizer3D: backbone + cls_head)"}
+           "mmaction2": "MMAction2 UniFormerV2 checkpoint (Recognizer3D: backbone + cls_head)",
+           "model_dir": "uniformerv2 model directory"}
 
 
 def add_parser(sub):
@@ -15,61 +16,47 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from pathlib import Path
+    from ..factory import describe, parameter_count
+    from ..weights.download import cache_path, is_cached
 
-    from ..factory import infer_options, lookup
-    from ..weights.download import fetch
-    from ..weights.format import is_model_dir, read_config, read_weights
-    from ..weights.io import load_state_dict
-    from ..weights.loading import ImageWeightsError, read_checkpoint
-    from ..weights.vit import to_clip_visual
-
-    path, order = args.path, None
-    if not Path(path).exists():
-        entry = lookup(path)
-        path = fetch(entry)
+    src = describe(args.path)  # a name is answered from the registry: nothing is downloaded
+    entry, order = src.entry, None
+    if entry is not None:
         top1 = f"; reported top-1 {entry.top1} on {entry.views or '?'} views" if entry.top1 is not None else ""
         print(f"name: {entry.name} ({entry.dataset or 'no dataset given'}; "
               f"{'preset ' + entry.preset if entry.is_video_model else 'arms ' + entry.arch}{top1})")
-        print(f"file: {path} ({entry.layout} layout, sha256 {entry.sha256} verified; source {entry.urls[0]})")
+        size = f"{entry.size:,} bytes" if entry.size else "size not published"
+        print(f"file: {entry.file} ({size}, {entry.layout} layout, sha256 {entry.sha256}; source {entry.urls[0]})")
+        print(f"cache: {cache_path(entry)}" if is_cached(entry) else
+              f"cache: not downloaded (`uniformerv2 download {entry.name}` fetches it into {cache_path(entry).parent})")
         if entry.is_video_model:
             order = (f"{entry.labels} (registry)" if isinstance(entry.labels, str)
                      else f"{len(entry.labels)} class names given by the registry entry")
-    if is_model_dir(path):
-        cfg = read_config(path)
-        sd, fmt = read_weights(path), "uniformerv2 model directory"
-        opts, labels = cfg["model"], cfg.get("labels")
-        extra = {"preset": cfg.get("preset"), "frames": opts["num_frames"]}
-    else:
-        try:
-            sd, fmt, labels = read_checkpoint(path)
-            opts = infer_options(sd)
-            if fmt == "mmaction2" and order is None:
-                order = _mmaction2_order(labels)
-            fmt = FORMATS[fmt]
-            extra = {}
-        except ImageWeightsError:
-            visual, kind = to_clip_visual(load_state_dict(path))
-            sd = visual
-            width = visual["conv1.weight"].shape[0]
-            depth = 1 + max(int(k.split(".")[2]) for k in visual if k.startswith("transformer.resblocks."))
-            grid = int(round((visual["positional_embedding"].shape[0] - 1) ** 0.5))
-            patch = visual["conv1.weight"].shape[-1]
-            print(f"format: image ViT ({kind}); use it as pretrained= / --pretrained to arm a model")
-            print(f"backbone: width {width}, {depth} layers, patch {patch}, {grid * patch}px")
-            print(f"parameters: {sum(t.numel() for t in visual.values()):,}")
-            return 0
-    print(f"format: {fmt}")
+    elif src.format == "mmaction2":
+        order = _mmaction2_order(src.labels)
+    count = parameter_count(src)
+    if src.start == "image":
+        b = src.backbone
+        print(f"format: image ViT ({src.format}); use it as pretrained= / --pretrained to arm a model")
+        print(f"backbone: width {b['embed_dim']}, {b['depth']} layers, patch {b['patch_size']}, {b['img_size']}px"
+              + (f" ({src.arch})" if src.arch else ""))
+        if count is not None:
+            print(f"parameters: {count:,}")
+        return 0
+    opts = src.model
+    print(f"format: {FORMATS.get(src.format, src.format)}")
     print(f"arch: {opts['arch']} (width {opts['embed_dim']}, {opts['depth']} layers, patch {opts['patch_size']}, "
           f"{opts['img_size']}px)")
     print(f"design: local MHRA {opts['local_mhra']}, temporal downsample {opts['temporal_downsample']}, "
           f"global layers {opts['global_layers']}, frozen backbone {opts['frozen_backbone']}")
-    print(f"parameters: {sum(t.numel() for k, t in sd.items() if 'running' not in k and 'num_batches' not in k):,}")
+    print(f"parameters: {count:,}" + (" (of the model it loads into)" if entry is not None else ""))
+    labels = src.labels
     print(f"classes: {opts['num_classes']}" + (f" (labels: {', '.join(labels[:3])}, ...)" if labels else ""))
     if order is not None:
         print(f"label order of the head rows: {order}")
-    for k, v in extra.items():
-        print(f"{k}: {v}")
+    if src.format == "model_dir" or entry is not None:
+        print(f"preset: {src.preset}")
+        print(f"frames: {opts['num_frames']}")
     return 0
 
 

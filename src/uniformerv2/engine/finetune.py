@@ -32,6 +32,7 @@ from typing import Callable
 import torch
 
 from ..errors import CheckpointError, UserError
+from ..factory import ModelSource, apply_pipeline, describe, fetch_source
 from ..fileio import atomic_write_json, atomic_write_text
 from . import distributed as dist
 from .config import DEFAULTS, dump, load_config, merge, parse_overrides
@@ -107,59 +108,13 @@ FORBIDDEN_OVERRIDES = ("model.preset", "model.checkpoint", "model.pretrained", "
 
 
 # ----------------------------------------------------------------------------------------------- the source
-@dataclass
-class Source:
-    """The starting weights: a whole video model (its architecture) or image-ViT weights (an arch to arm)."""
-    spec: str            # registry name or local path (a run directory resolved to its model directory)
-    start: str           # "video" | "image"
-    arch: str
-    model: dict | None   # ModelConfig fields of a video model
-    data: dict | None    # its DataConfig fields, where known
+Source = ModelSource  # spec, start ("video" | "image"), arch, model (ModelConfig fields), data (DataConfig fields)
 
 
 def resolve_source(spec: str) -> Source:
-    from ..factory import RUN_SUBDIRS, infer_options, lookup
-    from ..model.presets import build_config
-    from ..weights.format import is_model_dir, read_config
-    from ..weights.loading import ImageWeightsError, read_checkpoint
-
-    p = Path(spec)
-    if p.is_dir():
-        d = p if is_model_dir(p) else next((p / s for s in RUN_SUBDIRS if is_model_dir(p / s)), None)
-        if d is None:
-            raise UserError(f"{spec}: not a model directory (config.json + model.safetensors) nor a run directory")
-        cfg = read_config(d)
-        return Source(str(d), "video", cfg["model"]["arch"], cfg["model"], cfg.get("data"))
-    if p.exists():
-        try:
-            sd, _, _ = read_checkpoint(p)
-        except ImageWeightsError:
-            return Source(str(p), "image", _image_arch(p), None, None)
-        opts = infer_options(sd)
-        cfg, _ = build_config(opts.pop("arch"), **opts)
-        return Source(str(p), "video", cfg.arch, cfg.to_dict(), None)
-    entry = lookup(spec)  # a one-line error naming the closest names when it is no name
-    if entry.is_video_model:
-        cfg, preset = build_config(entry.preset)
-        return Source(spec, "video", cfg.arch, cfg.to_dict(), preset.data_config().to_dict())
-    return Source(spec, "image", entry.arch, None, None)
-
-
-def _image_arch(path) -> str:
-    """The arch whose ViT has the shapes of an image-weights file (width, depth, patch, resolution)."""
-    from ..model.presets import ARCHS
-    from ..weights.io import load_state_dict
-    from ..weights.vit import to_clip_visual
-
-    sd, _ = to_clip_visual(load_state_dict(path))
-    width, patch = sd["conv1.weight"].shape[0], sd["conv1.weight"].shape[-1]
-    depth = len({k.split(".")[2] for k in sd if k.startswith("transformer.resblocks.")})
-    size = int(round((sd["positional_embedding"].shape[0] - 1) ** 0.5)) * patch
-    same = [n for n, a in ARCHS.items() if (a["embed_dim"], a["depth"], a["patch_size"]) == (width, depth, patch)]
-    if not same:
-        raise UserError(f"{path}: an image ViT of width {width}, depth {depth}, patch {patch} matches no arch "
-                        "(uniformerv2 models)")
-    return next((n for n in same if ARCHS[n]["img_size"] == size), same[0])
+    """The starting weights, as ``factory.describe`` reads them (a registry name, a model or run directory, a
+    checkpoint or image-ViT file; nothing is downloaded); image weights must match an arch."""
+    return describe(spec, need_arch=True)
 
 
 def size_class(embed_dim: int) -> str:
@@ -401,7 +356,7 @@ def plan_run(prep, out: Path, source: Source, over: dict, *, kind: str, frozen: 
             t[key] = peak * getattr(lr_run, key) / lr_run.lr
     cfg = load_config(cfg)  # the defaults filled in and every value checked, as `train` will read it
 
-    model.data_config = model.data_config.replace(**cfg["data"]["pipeline"])
+    apply_pipeline(model, cfg["data"]["pipeline"])
     model.save_pretrained(out / "init", finetune_start={"weights": source.spec, "kind": kind,
                                                         "load": model.load_report.summary() if model.load_report
                                                         else None})
@@ -540,6 +495,7 @@ def _prepare(data, out: Path, device, plan_args: dict, prep_args: dict) -> dict:
     source = _resolve(plan_args.pop("weights") or KINDS[plan_args["kind"]].weights)
     if not Path(data).exists():
         raise UserError(f"{data}: no such folder or list file")
+    _fetch_start(source)  # before anything is written: a failed download leaves no half-made run
     out.mkdir(parents=True, exist_ok=True)
     print(f"scanning {data} ...")
     prep = prepare_videos(data, report=out / "scan.json", **prep_args)
@@ -564,6 +520,15 @@ def _prepare(data, out: Path, device, plan_args: dict, prep_args: dict) -> dict:
     _annotate(out / "config.yaml", cfg, notes)
     atomic_write_json(out / "finetune.json", facts, default=str)
     return {"cfg": cfg, "facts": facts}
+
+
+def _fetch_start(source: Source) -> None:
+    from ..weights.download import DownloadError
+
+    try:
+        fetch_source(source)
+    except DownloadError as e:
+        raise DownloadError(f"{e}; or start from weights on disk with --from PATH") from None
 
 
 def chosen_model_dir(out: Path) -> Path:

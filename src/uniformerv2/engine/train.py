@@ -71,17 +71,10 @@ def autocast_dtype(precision: str, device: torch.device):
 
 def build_model(cfg: dict):
     """The config's model (preset/arch + options, pretrained / checkpoint weights, labels) with the
-    config's ``data.pipeline`` applied to its data config."""
-    from ..factory import create_model
+    config's ``data.pipeline`` applied to its data config (``factory.model_for_config``)."""
+    from ..factory import model_for_config
 
-    m = cfg["model"]
-    labels = m["labels"]
-    if isinstance(labels, str) and (Path(cfg["data"]["root"]) / labels).is_file():
-        labels = str(Path(cfg["data"]["root"]) / labels)  # a labels file beside the data lists
-    model = create_model(m["preset"], pretrained=m["pretrained"], checkpoint=m["checkpoint"], head=m["head"],
-                         labels=labels, **m["options"])
-    model.data_config = model.data_config.replace(**cfg["data"]["pipeline"])
-    return model
+    return model_for_config(cfg)
 
 
 def prepare_for_training(model, cfg: dict):

@@ -2,7 +2,7 @@
 
 Cache: ``$UNIFORMERV2_HOME/weights/`` (default ``$XDG_CACHE_HOME/uniformerv2``, i.e. ``~/.cache/uniformerv2``).
 A download streams into ``.<file>.part`` beside its final place, under an exclusive lock on
-``.<file>.lock``; the file is moved into place (fsync + rename) only once its sha256 matches the registry
+``.<file>.lock`` (removed again when the download ends, failed or not); the file is moved into place (fsync + rename) only once its sha256 matches the registry
 (the full digest, or the published prefix).  A mismatch removes the partial file.  A connection that drops
 mid-file is resumed with an HTTP ``Range`` request where the server honours it (206), and restarted
 where it does not (200).  A later run resumes a ``.part`` left by an interrupted one.  A file verified once
@@ -160,13 +160,15 @@ def is_cached(entry: Entry) -> bool:
 # ----------------------------------------------------------------------------- locking
 @contextlib.contextmanager
 def _locked(path: Path, what: str, verbose: bool):
+    """An exclusive lock on ``path`` (created for the purpose, removed again at the end, so that a failed or
+    finished download leaves no lock file behind)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as f:
-        try:
-            import fcntl
-        except ImportError:  # Windows: msvcrt locks a byte range
-            import msvcrt
+    try:
+        import fcntl
+    except ImportError:  # Windows: msvcrt locks a byte range (the file stays: it cannot go while open)
+        import msvcrt
 
+        with open(path, "a+b") as f:
             while True:
                 try:
                     msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
@@ -178,17 +180,28 @@ def _locked(path: Path, what: str, verbose: bool):
             finally:
                 f.seek(0)
                 msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
-            return
+        return
+    while True:
+        f = open(path, "a+b")
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if verbose:
                 print(f"waiting for another process downloading {what}", file=sys.stderr)
+                verbose = False
             fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            if os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        f.close()  # the holder removed the file as it finished: lock the one that is there now
+    try:
+        yield
+    finally:  # removed while held: a process waiting on it sees it gone and locks a new one
+        with contextlib.suppress(OSError):
+            path.unlink()
+        f.close()
 
 
 # ----------------------------------------------------------------------------- transfer
@@ -337,11 +350,19 @@ def fetch(entry: Entry | str, *, progress: bool | None = None, force: bool = Fal
     if not force and (hit := cached_file(entry)) is not None:
         return hit
     if is_offline():
-        raise DownloadError(f"offline ({_offline_var()}=1) and {entry.file} is not in the cache: download "
-                            f"{entry.urls[0]} and put it in {dest.parent}/")
+        raise DownloadError(f"offline ({_offline_var()}=1) and {entry.file} is not in the cache: {by_hand(entry)}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     with _locked(_sidecar(dest, "lock"), entry.file, verbose=progress is not False):
         if not force and (hit := cached_file(entry)) is not None:  # another process finished it meanwhile
             return hit
-        return download(source_urls(entry), dest, sha256=entry.sha256, size=entry.size, progress=progress,
-                        name=entry.name)
+        try:
+            return download(source_urls(entry), dest, sha256=entry.sha256, size=entry.size, progress=progress,
+                            name=entry.name)
+        except DownloadError as e:
+            raise DownloadError(f"{e}. To go on: {by_hand(entry)}, or set {ENV_MIRROR}=<base URL> to fetch "
+                                "it from a mirror") from None
+
+
+def by_hand(entry: Entry) -> str:
+    """What to do when a registry file cannot be fetched: where it comes from and where it goes."""
+    return f"download {entry.urls[0]} and put it in {cache_path(entry).parent}/ (as {entry.file})"

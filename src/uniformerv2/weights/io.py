@@ -11,8 +11,10 @@ Globals of the modules torch blocks outright (``os``, ``sys``, ``posix``, ``nt``
 from __future__ import annotations
 
 import collections
+import json
 import pickle
 import re
+import struct
 import warnings
 import zipfile
 from pathlib import Path
@@ -99,6 +101,139 @@ def _unstub(obj):
     return obj
 
 
+# ----------------------------------------------------------------------------- what a file looks like
+_SNIFF = 4096
+
+
+def _text_of(head: bytes) -> str | None:
+    """``head`` (a file's first bytes) as text when it reads as text: UTF-8 (a character cut at the end of the
+    sample aside) without control bytes other than whitespace; else None."""
+    head = head.removeprefix(b"\xef\xbb\xbf")
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 3:
+            return None
+        text = head[:e.start].decode("utf-8")
+    if any(ord(c) < 32 and c not in "\t\n\r\f" for c in text):
+        return None
+    return text
+
+
+def _what_else(head: bytes) -> tuple[str, str] | None:
+    """(what a file that is not weights looks like, what to do), from ``head``, its first bytes; None when not
+    recognised."""
+    if head.startswith(b"version https://git-lfs.github.com/spec/"):
+        return ("a Git LFS pointer (a small text file standing for the real one)",
+                "fetch the file itself (`git lfs pull` in its repository, or download it)")
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
+        return "a video (MP4/QuickTime)", ""
+    if head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"WAVE", b"WEBP"):
+        return {b"AVI ": "a video (AVI)", b"WAVE": "an audio file (WAV)", b"WEBP": "an image (WebP)"}[head[8:12]], ""
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "a video (Matroska/WebM)", ""
+    if head[:3] == b"FLV":
+        return "a video (FLV)", ""
+    if head[:4] == b"\x00\x00\x01\xba" or (len(head) > 188 and head[0] == head[188] == 0x47):
+        return "a video (MPEG)", ""
+    if head[:4] == b"OggS":
+        return "an Ogg media file", ""
+    if head[:8] == b"\x89PNG\r\n\x1a\n" or head[:3] == b"\xff\xd8\xff" or head[:4] == b"GIF8":
+        return "an image (PNG/JPEG/GIF)", ""
+    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00" or head[257:262] == b"ustar":
+        return "a compressed archive (gzip/bzip2/xz/tar)", "unpack it first"
+    if head[:8] == b"\x89HDF\r\n\x1a\n":
+        return "an HDF5 file (Keras/TensorFlow weights?)", ""
+    text = _text_of(head)
+    if text is None:
+        return None
+    stripped = text.lstrip()
+    low = stripped[:1024].lower()
+    if low.startswith(("<!doctype html", "<html")) or (low.startswith("<") and "<html" in low):
+        return ("an HTML page", "a web page (an error or sign-in page?) was saved in place of the file: "
+                                "download the file itself")
+    if low.startswith("<?xml"):
+        return "an XML document (a server's error reply?)", "download the file itself"
+    if not stripped:
+        return "a text file of blank lines", ""
+    first = stripped.splitlines()[0].strip()
+    if re.match(r"^(https?|ftp|s3|gs)://\S+$", first):
+        return f"a text file holding a URL ({first[:200]})", "download that URL and give the downloaded file"
+    return f"{'a JSON text file' if stripped[0] in '{[' else 'a text file'} (it begins {first[:60]!r})", ""
+
+
+def _safetensors_end(head: bytes, size: int) -> tuple[int, int] | None:
+    """(header length, bytes the header says the file has) when ``head`` starts like a safetensors file."""
+    if len(head) < 10 or head[8:9] != b"{":
+        return None
+    n = struct.unpack("<Q", head[:8])[0]
+    if n < 2 or n > 100 * 2**20:
+        return None
+    return n, 8 + n
+
+
+def sniff(path: str | Path) -> None:
+    """Refuse, in one line that says what the file looks like, a file that cannot be weights: empty, text, an
+    HTML page, a Git LFS pointer, a video or image, an archive, or a weights file cut short.  A file that looks
+    like weights (a zip archive, a pickle, a safetensors file) passes."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no such file: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a weights file")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes), not a weights file: download it again")
+    with open(path, "rb") as f:
+        head = f.read(_SNIFF)
+        if head[:4] == b"PK\x03\x04":  # torch's zip archive (and TorchScript): its directory sits at the end
+            f.seek(max(0, size - (1 << 16) - 22))
+            if b"PK\x05\x06" not in f.read():
+                raise CheckpointError(f"{path} is truncated: a zip archive (torch's format) without its end "
+                                      f"({size:,} bytes); download it again")
+            return
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return  # a pickle: torch's legacy format (read with weights_only)
+    st = _safetensors_end(head, size)
+    if st is not None:
+        n, need = st
+        if need > size:
+            raise CheckpointError(f"{path} is truncated: a safetensors file whose header alone needs {need:,} "
+                                  f"bytes, of {size:,}; download it again")
+        try:
+            with open(path, "rb") as f:
+                f.seek(8)
+                header = json.loads(f.read(n))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return  # let the reader say what is wrong with it
+        if 8 + n + end > size:
+            raise CheckpointError(f"{path} is truncated: a safetensors file of {8 + n + end:,} bytes cut at "
+                                  f"{size:,}; download it again")
+        return
+    what = _what_else(head)
+    if what is None:
+        raise CheckpointError(f"{path} is not a weights file: neither a torch file (zip or pickle) nor safetensors "
+                              f"(it begins with the bytes {head[:8].hex(' ')})")
+    raise CheckpointError(f"{path} is {what[0]}, not a weights file" + (f": {what[1]}" if what[1] else ""))
+
+
+def safetensors_shapes(path: str | Path) -> dict[str, list[int]] | None:
+    """The tensor names and shapes of a safetensors file, read from its header alone (the weights are not
+    read); None when there is no such file."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    sniff(path)
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        try:
+            header = json.loads(f.read(n))
+            return {k: list(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise CheckpointError(f"cannot read {path}: a safetensors header that is not valid JSON") from None
+
+
 def _refuse(path: Path, name: str | None):
     what = f"it needs {name}" if name else "it is not a plain weights file"
     raise CheckpointError(f"refusing to unpickle {path}: {what}, which could run code "
@@ -130,9 +265,19 @@ def _torch_load(path: Path, drop_foreign: bool = False):
                 dict_like.add(got.group(1))
                 stubs[got.group(1)] = _dict_stub(got.group(1))
                 continue
+            if name is None and got is None and (not msg or msg.startswith(("Unsupported operand", "String is too"))):
+                why = f": {msg}" if msg else ""
+                raise CheckpointError(f"{path} is damaged or truncated (a pickle that breaks off{why}); download "
+                                      "it again") from None
             _refuse(path, name or (got.group(1) if got else None))
-        except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError, zipfile.BadZipFile) as e:
-            raise CheckpointError(f"cannot read {path}: {' '.join(str(e).split())[:200]}") from None
+        except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError, zipfile.BadZipFile,
+                KeyError, IndexError, struct.error, OverflowError, MemoryError) as e:
+            detail = " ".join(str(e).split())[:200]
+            broken = (EOFError, KeyError, IndexError, struct.error, OverflowError, MemoryError, zipfile.BadZipFile)
+            if not detail or isinstance(e, broken) or re.search(r"unexpected EOF|corrupt|central directory", detail):
+                raise CheckpointError(f"{path} is damaged or truncated (reading it failed with {type(e).__name__}"
+                                      f"{': ' + detail if detail else ''}); download it again") from None
+            raise CheckpointError(f"cannot read {path}: {detail}") from None
     raise CheckpointError(f"cannot read {path}: too many foreign objects")
 
 
@@ -150,12 +295,7 @@ def load_file(path: str | Path, *, drop_foreign: bool = False) -> dict:
     drop_foreign: read objects of classes that would need importing as inert :class:`Foreign` markers
     instead of refusing the file."""
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"no such file: {path}")
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a directory, not a weights file")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path} is empty")
+    sniff(path)  # one line that says what the file is when it cannot be weights
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file as st_load
