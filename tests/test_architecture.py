@@ -19,7 +19,8 @@ LAYERS = [
     {"model"},
     {"accel"},
     {"factory"},
-    {"engine", "inference", "synth", "bench"},
+    {"engine", "inference", "synth"},
+    {"bench"},
     {"demo", "cli"},
     {"__main__"},
 ]
