@@ -36,10 +36,11 @@ PATHS = tuple(f"{f}:{a}" for f in ("source", "prepared") for a in ("cpu", "devic
 
 def feed_demo(workdir, seeds=(0, 1, 2), *, paths=("source:cpu", "prepared:device"), rand_augment: bool = False,
               workers: int = 2, crf: float | None = None, keyframe_interval: int | None = None,
-              lossless: bool = False, epochs: int | None = None, jobs: int = 2, threads: int = 1,
-              verbose: bool = True) -> dict:
+              lossless: bool = False, epochs: int | None = None, lr: float | None = None, jobs: int = 2,
+              threads: int = 1, verbose: bool = True) -> dict:
     """Generate the demo data in ``workdir``, prepare it, train once per seed and path (the runs stay in
-    ``workdir/runs``); returns one row per training and the mean and range of test top-1 per path."""
+    ``workdir/runs``); returns one row per training and the mean and range of test top-1 per path.
+    ``epochs`` / ``lr``: instead of the recipe's."""
     from .. import synth
     from ..data.transcode import PrepareSettings, prepare_dataset
     from ..engine import load_config
@@ -72,11 +73,14 @@ def feed_demo(workdir, seeds=(0, 1, 2), *, paths=("source:cpu", "prepared:device
             cfg = synthetic_recipe(data, epochs=epochs, seed=seed)   # labels and sizes from the source dataset
             cfg["data"].update(root=str(roots[files].resolve()), num_workers=1, augment_on=where)
             cfg["train"]["progress"] = False
+            if lr is not None:
+                cfg["train"]["lr"] = lr
             if rand_augment:
                 cfg["data"]["pipeline"] = {"rand_augment": "rand-m7-n4-mstd0.5-inc1"}
             tag = variant if files == "prepared" else ""
             label = f"{files}{tag} files, {where} augmentation"
-            run = out / "runs" / f"{files}{tag}_{where}_seed{seed}_e{epochs}{'_ra' if rand_augment else ''}"
+            run = out / "runs" / (f"{files}{tag}_{where}_seed{seed}_e{epochs}{'_ra' if rand_augment else ''}"
+                                  f"{'' if lr is None else f'_lr{lr:g}'}")
             todo.append((label, seed, cfg, str(run)))
     rows = []
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:

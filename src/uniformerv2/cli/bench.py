@@ -159,7 +159,8 @@ def add_parser(sub):
     q.add_argument("--crf", type=float, help="prepare with this CRF (default: prepare's)")
     q.add_argument("--keyframe-interval", type=_positive, help="prepare with this keyframe interval")
     q.add_argument("--lossless", action="store_true", help="prepare lossless (exact frames)")
-    q.add_argument("--epochs", type=_positive, help="default: the demo's")
+    q.add_argument("--epochs", type=_positive, help="default: the demo recipe's")
+    q.add_argument("--lr", type=float, help="learning rate (default: the demo recipe's)")
     q.add_argument("--workers", type=_positive, default=2, help="processes for synth and prepare (default: 2)")
     q.add_argument("--jobs", type=_positive, default=2, help="trainings at once (default: 2)")
     q.add_argument("--threads", type=_positive, default=1, help="torch threads per training (default: 1)")
@@ -289,7 +290,7 @@ def _feed_demo(args):
 
     r = feed_demo(args.workdir, args.seeds, paths=args.paths, rand_augment=args.rand_augment, workers=args.workers,
                   crf=args.crf, keyframe_interval=args.keyframe_interval, lossless=args.lossless,
-                  epochs=args.epochs, jobs=args.jobs, threads=args.threads)
+                  epochs=args.epochs, lr=args.lr, jobs=args.jobs, threads=args.threads)
     lines = feed_demo_table(r) + [""] + [
         f"test top-1, {label}: mean {s['mean']:.2f} (min {s['min']:.2f}, max {s['max']:.2f}, {s['seeds']} seeds)"
         for label, s in r["test_top1"].items()]
