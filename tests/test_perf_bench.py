@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from uniformerv2 import create_model
-from uniformerv2.bench.inference import bench_inference, compare, time_command
+from uniformerv2.bench.inference import bench_inference, compare
 from uniformerv2.bench.model import bench_model, training_step
 from uniformerv2.bench.pipeline import bench_pipeline, pipeline_rates, pipeline_table
 from uniformerv2.cli import build_parser, main
@@ -89,13 +89,13 @@ def test_the_training_step_is_the_trainers():
     batch = make_batch(model, 2, torch.device("cpu"))
     step = training_step(model, model, batch, None, torch.device("cpu"))
     torch.manual_seed(1)  # drop path draws
-    results = [step() for _ in range(2)]
-    assert [r.count for r in results] == [2, 2] and step.state.step == 2 and all(r.ok for r in results)
+    result = step()
+    assert result.count == 2 and result.ok and step.state.step == 1
     state = train_state(twin, torch.device("cpu"))
     labels = torch.zeros(2, dtype=torch.long)
     torch.manual_seed(1)
-    for _ in range(2):
-        train_step(state, iter([{"video": batch, "label": labels}]), forward=twin, device=torch.device("cpu"))
+    twin_result = train_step(state, iter([{"video": batch, "label": labels}]), forward=twin, device=torch.device("cpu"))
+    assert (twin_result.loss, twin_result.grad_norm) == (result.loss, result.grad_norm)
     for (name, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
         assert torch.equal(a, b), name
     assert not torch.equal(model.state_dict()["head.fc.weight"], before["head.fc.weight"])  # it trained
@@ -132,9 +132,9 @@ def test_dtype_casts_the_weights_and_amp_is_autocast():
 
 # ------------------------------------------------------------------------------------------------- pipelines
 def test_pipeline_end_to_end_counts_the_clips_it_trained_on(tmp_path):
-    r = bench_pipeline("tiny_k400_8x64", batch_size=2, workers=0, steps=2, videos=4, seconds=1.0, amp=None,
+    r = bench_pipeline("tiny_k400_8x64", batch_size=1, workers=0, steps=2, videos=2, seconds=1.0, amp=None,
                        workdir=tmp_path, verbose=False)
-    assert r["clips"] == 2 * 2 and (r["steps"], r["batch_size"], r["workers"]) == (2, 2, 0)
+    assert r["clips"] == 2 * 1 and (r["steps"], r["batch_size"], r["workers"]) == (2, 1, 0)
     assert r["clips_per_s"] == pytest.approx(r["clips"] / r["seconds"])
     assert r["data_wait_fraction"] == pytest.approx(r["data_wait_s"] / r["seconds"]) and 0 < r["data_wait_s"] < r["seconds"]
     assert r["clips_per_core_s"] == pytest.approx(r["clips"] / r["worker_cpu_s"])
@@ -216,11 +216,6 @@ def test_bench_inference_cli_times_the_predict_command(tmp_path, capsys):
     assert (tmp_path / "w" / "model" / "config.json").is_file()
     printed = capsys.readouterr().out
     assert "default / best explicit (0 workers)" in printed and "as a subprocess" in printed
-
-
-def test_time_command_reports_a_failing_command(tmp_path):
-    with pytest.raises(RuntimeError, match="failed"):
-        time_command(str(tmp_path / "missing.mp4"), tmp_path / "no-model", None, [0], 1, tmp_path)
 
 
 def test_bench_views_per_core_decode_rate(tmp_path, capsys):
