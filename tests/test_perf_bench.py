@@ -206,7 +206,8 @@ def test_bench_inference_default_against_explicit_workers(tmp_path):
 def test_bench_inference_cli_times_the_predict_command(tmp_path, capsys):
     out = tmp_path / "i.json"
     assert main(["bench", "inference", "--preset", "uniformerv2_nano", "--workers", "0", "--cases", "one",
-                 "--rounds", "1", "--seconds", "1", "--command", "--workdir", str(tmp_path / "w"), "-o", str(out)]) == 0
+                 "--rounds", "1", "--seconds", "1", "--command", "--workdir", str(tmp_path / "w"), "-o", str(out),
+                 "--quiet"]) == 0
     r = json.loads(out.read_text())["result"]
     assert list(r["cases"]) == ["one"] and r["cases"]["one"]["best_explicit"] == "0"
     cmd = r["command"]
@@ -214,8 +215,9 @@ def test_bench_inference_cli_times_the_predict_command(tmp_path, capsys):
     assert set(cmd["seconds"]) == {"default", "0"} and all(len(v) == 1 and v[0] > 0 for v in cmd["seconds"].values())
     assert cmd["default_over_best"] == pytest.approx(cmd["seconds"]["default"][0] / cmd["seconds"]["0"][0])
     assert (tmp_path / "w" / "model" / "config.json").is_file()
-    printed = capsys.readouterr().out
+    printed, err = capsys.readouterr()
     assert "default / best explicit (0 workers)" in printed and "as a subprocess" in printed
+    assert err.splitlines() == [f"wrote {out}"]                          # --quiet: no progress lines
 
 
 def test_bench_views_per_core_decode_rate(tmp_path, capsys):

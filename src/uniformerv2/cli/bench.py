@@ -59,7 +59,11 @@ def add_parser(sub):
     parsers = {name: modes.add_parser(name, help=text, description=text) for name, text in MODES.items()}
     for name, q in parsers.items():
         q.add_argument("--output", "-o", metavar="FILE", help="also write the results here as JSON")
-        q.set_defaults(func=run)
+        if name in ("prepare", "inference", "memory", "recipes", "feed-demo"):
+            q.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+            q.set_defaults(func=run)
+        else:
+            q.set_defaults(func=run, quiet=True)
 
     q = parsers["model"]
     q.add_argument("--preset", default="k400_b16_8x224", help="model preset (random weights; default: %(default)s)")
@@ -115,7 +119,7 @@ def add_parser(sub):
     q = parsers["inference"]
     src = q.add_mutually_exclusive_group()
     src.add_argument("--preset", help="model preset, random weights (default: tiny_k400_8x64)")
-    src.add_argument("--model", metavar="M", help="a model directory, run directory, checkpoint or pretrained name")
+    src.add_argument("--model", metavar="M", help="a model directory, run directory or pretrained name (instead of --preset)")
     q.add_argument("--workers", type=_count, nargs="+", default=[0, 1, 2], metavar="N",
                    help="explicit input-worker counts timed beside the default (default: 0 1 2)")
     q.add_argument("--videos", type=_positive, default=8, help="videos in the folder case (default: 8)")
@@ -188,7 +192,7 @@ def run(args) -> int:
         print("\n".join(lines))
         env = environment()
     if args.output:
-        options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "mode", "output")}
+        options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "mode", "output", "quiet")}
         write_json(args.output, {"benchmark": args.mode, "options": options, "environment": env,
                                  "header": head, "result": result})
         print(f"wrote {args.output}", file=sys.stderr)
@@ -234,7 +238,7 @@ def _prepare(args):
     from ..bench.prepare import bench_prepare, prepare_table
 
     r = bench_prepare(intervals=tuple(args.intervals), frames=tuple(args.frames), files=args.files,
-                      seconds=args.seconds, draws=args.draws, verbose=False)
+                      seconds=args.seconds, draws=args.draws, verbose=not args.quiet)
     return r, [f"{r['files']} generated Kinetics-like files ({args.seconds:g} s, 340x256, 30 fps H.264); prepared "
                f"with {r['settings']}; one core, median of the reads; load average {load_text()}", "",
                *prepare_table(r)]
@@ -246,7 +250,8 @@ def _inference(args):
     preset = None if args.model else (args.preset or "tiny_k400_8x64")
     r = bench_inference(preset, model_path=args.model, workers=args.workers, videos=args.videos,
                         seconds=args.seconds, views=args.views, task=args.task, device=args.device, dtype=args.dtype,
-                        rounds=args.rounds, cases=args.cases, command=args.time_command, workdir=args.workdir)
+                        rounds=args.rounds, cases=args.cases, command=args.time_command, workdir=args.workdir,
+                        verbose=not args.quiet)
     return r, inference_table(r)
 
 
@@ -273,7 +278,7 @@ def _views(args):
 def _memory(args):
     from ..bench.memory import bench_memory, memory_table
 
-    r = bench_memory(args.preset, args.batch_size)
+    r = bench_memory(args.preset, args.batch_size, verbose=not args.quiet)
     return r, [f"{args.preset}, batch {args.batch_size}, fp32, one forward and backward pass per process",
                *memory_table(r)]
 
@@ -281,7 +286,7 @@ def _memory(args):
 def _recipes(args):
     from ..bench.recipes import bench_recipes, recipes_table
 
-    r = bench_recipes(clips=args.clips, workdir=args.workdir)
+    r = bench_recipes(clips=args.clips, workdir=args.workdir, verbose=not args.quiet)
     return r, [f"load average {r['load_start']} at the start, {r['load_end']} at the end", "", *recipes_table(r)]
 
 
@@ -290,7 +295,7 @@ def _feed_demo(args):
 
     r = feed_demo(args.workdir, args.seeds, paths=args.paths, rand_augment=args.rand_augment, workers=args.workers,
                   crf=args.crf, keyframe_interval=args.keyframe_interval, lossless=args.lossless,
-                  epochs=args.epochs, lr=args.lr, jobs=args.jobs, threads=args.threads)
+                  epochs=args.epochs, lr=args.lr, jobs=args.jobs, threads=args.threads, verbose=not args.quiet)
     lines = feed_demo_table(r) + [""] + [
         f"test top-1, {label}: mean {s['mean']:.2f} (min {s['min']:.2f}, max {s['max']:.2f}, {s['seeds']} seeds)"
         for label, s in r["test_top1"].items()]
