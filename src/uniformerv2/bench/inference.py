@@ -236,8 +236,9 @@ def recipe_decode_rates(presets: list[str], *, videos: int = 4, seconds: float =
 def inference_table(result: dict) -> list[str]:
     """Markdown lines of ``bench_inference``: per case, one row per setting, and the default / best ratio."""
     who = result["model"] or result["preset"]
+    rounds = f"{result['rounds']} round{'s' if result['rounds'] > 1 else ''}"
     lines = [f"{result['task']}, {who}, views {result['views']}, {result['device']} {result['dtype']}; generated "
-             f"{result['seconds_per_video']:g} s 340x256 videos; {result['rounds']} rounds, median seconds per call", ""]
+             f"{result['seconds_per_video']:g} s 340x256 videos; {rounds}, median seconds per call", ""]
     for case, c in result["cases"].items():
         lines += [f"{case} ({c['videos']} video{'s' if c['videos'] > 1 else ''}):", "",
                   "| workers | seconds (median) | seconds (each round) | videos/s | data wait | default resolved to |",

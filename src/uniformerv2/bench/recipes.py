@@ -1,5 +1,5 @@
-"""CPU cores per GPU for every shipped training recipe (``uniformerv2 bench recipes``): today's input path against prepared files with the
-augmentation on the device.
+"""CPU cores per GPU for every shipped training recipe (``uniformerv2 bench recipes``): today's input path
+against prepared files with the augmentation on the device.
 
 For each distinct data recipe of the shipped configs (frames, crop, RandAugment, flip, repeated augmentation),
 ``bench.pipeline.pipeline_rates`` measures training clips/s per CPU core on the same generated Kinetics-like
@@ -76,8 +76,9 @@ def bench_recipes(*, clips: int = 16, workdir=None, verbose: bool = True) -> dic
 
 
 def recipes_table(result: dict) -> list[str]:
-    lines = ["| configs | frames x crop | RandAugment, flip, clips per video | GPU clips/s (assumed) | clips/s per core: "
-             "raw, CPU aug (today) | prepared, device aug | cores per GPU today | cores per GPU prepared + device |",
+    lines = ["| configs | frames x crop | RandAugment, flip, clips per video | GPU clips/s (assumed) | "
+             "clips/s per core: raw, CPU aug (today) | prepared, device aug | cores per GPU today | "
+             "cores per GPU prepared + device |",
              "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         lines.append(f"| {', '.join(r['configs'])} | {r['frames']}x{r['crop_size']} | "

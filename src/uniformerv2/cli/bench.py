@@ -119,7 +119,8 @@ def add_parser(sub):
     q = parsers["inference"]
     src = q.add_mutually_exclusive_group()
     src.add_argument("--preset", help="model preset, random weights (default: tiny_k400_8x64)")
-    src.add_argument("--model", metavar="M", help="a model directory, run directory or pretrained name (instead of --preset)")
+    src.add_argument("--model", metavar="M",
+                     help="a model directory, run directory or pretrained name (instead of --preset)")
     q.add_argument("--workers", type=_count, nargs="+", default=[0, 1, 2], metavar="N",
                    help="explicit input-worker counts timed beside the default (default: 0 1 2)")
     q.add_argument("--videos", type=_positive, default=8, help="videos in the folder case (default: 8)")
@@ -226,7 +227,8 @@ def _pipeline(args):
                            videos=args.videos, amp=args.amp, device=args.device, compile=args.compile,
                            grad_ckpt=args.grad_ckpt, files=args.files, augment_on=args.augment_on, verbose=False)
         result["end_to_end"] = e
-        out += ["", "| preset | files | augmentation | batch | workers | clips/s | data wait | clips/s per worker core |",
+        out += ["", "| preset | files | augmentation | batch | workers | clips/s | data wait | "
+                    "clips/s per worker core |",
                 "|---|---|---|---|---|---|---|---|",
                 f"| {e['preset']} | {e['files']} | {e['augment_on']} | {e['batch_size']} | {e['workers']} | "
                 f"{e['clips_per_s']:.2f} | {100 * e['data_wait_fraction']:.0f}% | {e['clips_per_core_s']:.1f} |"]
