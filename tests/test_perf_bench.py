@@ -202,6 +202,8 @@ def test_bench_inference_default_against_explicit_workers(tmp_path):
         assert c["default_over_best"] == pytest.approx(c["median_s"]["default"] / c["median_s"][c["best_explicit"]])
     with pytest.raises(UserError, match="distinct"):
         bench_inference("uniformerv2_nano", workers=(1, 1), workdir=tmp_path)
+    with pytest.raises(UserError, match="no such video"):
+        bench_inference("uniformerv2_nano", cases=["one"], video=tmp_path / "missing.mp4", workdir=tmp_path)
 
 
 def test_bench_inference_cli_times_the_predict_command(tmp_path, capsys):

@@ -91,10 +91,11 @@ def _case_inputs(root: Path, distinct: list, videos: int) -> dict:
 
 def bench_inference(preset: str | None = "tiny_k400_8x64", *, model_path=None, workers=(0, 1, 2), videos: int = 8,
                     seconds: float = 10.0, views=None, task: str = "predict", device=None, dtype=None,
-                    rounds: int = 2, cases=CASES, command: bool = False, workdir=None, verbose: bool = True) -> dict:
+                    rounds: int = 2, cases=CASES, command: bool = False, workdir=None, video=None, folder=None,
+                    verbose: bool = True) -> dict:
     """Wall seconds of ``task`` (``predict_many`` / ``extract_features_many``) with the default input workers
     (``workers=None``) and with each count in ``workers``, side by side: for one video and for a folder of
-    ``videos`` generated files (``cases``), in ``rounds`` rounds that each run every setting once, in an order
+    ``videos`` generated files (``cases``; ``video`` / ``folder``: your own file and folder instead), in ``rounds`` rounds that each run every setting once, in an order
     that rotates from round to round (so that a machine whose load drifts affects all alike). Each timed call
     is a whole call of the public API on a loaded model (input workers started and stopped inside it).
 
@@ -127,16 +128,27 @@ def bench_inference(preset: str | None = "tiny_k400_8x64", *, model_path=None, w
     root.mkdir(parents=True, exist_ok=True)
     try:
         t0 = time.perf_counter()
-        distinct = kinetics_like_files(root / "videos", min(videos, 8), seconds)
-        inputs = _case_inputs(root, distinct, videos)
-        if verbose:
+        generate = ("one" in cases and video is None) or ("folder" in cases and folder is None)
+        distinct = kinetics_like_files(root / "videos", min(videos, 8), seconds) if generate else []
+        inputs = _case_inputs(root, distinct, videos) if generate else {}
+        if verbose and generate:
             print(f"generated {len(distinct)} videos in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        if video is not None:
+            if not Path(video).is_file():
+                raise UserError(f"{video}: no such video file")
+            inputs["one"] = [str(video)]
+        if folder is not None:
+            from ..data.video import find_videos
+
+            inputs["folder"] = find_videos(folder)[0]
+            if not inputs["folder"]:
+                raise UserError(f"{folder}: no video files in it")
         if model_path is not None:
             clf = VideoClassifier.from_pretrained(model_path, device=device, dtype=dtype)
         else:
             clf = VideoClassifier(create_model(preset), device=device, dtype=dtype)
         many = clf.predict_many if task == "predict" else clf.extract_features_many
-        for _ in many(inputs["one"], views=views, workers=0):   # warm-up: kernels, codec, allocator
+        for _ in many(inputs[cases[0]][:1], views=views, workers=0):   # warm-up: kernels, codec, allocator
             pass
         rows = {c: {_setting(w): {"workers": w, "seconds": [], "videos": 0, "failed": 0, "waited": 0.0,
                                   "resolved_workers": []} for w in settings} for c in cases}
@@ -168,13 +180,15 @@ def bench_inference(preset: str | None = "tiny_k400_8x64", *, model_path=None, w
                                **compare({k: v["seconds"] for k, v in rows[case].items()})}
         result = {"model": str(model_path) if model_path is not None else None, "preset": preset, "task": task,
                   "views": views or "x".join(map(str, clf.default_views)), "device": str(clf.device),
-                  "dtype": str(clf.dtype).replace("torch.", ""), "seconds_per_video": seconds,
+                  "dtype": str(clf.dtype).replace("torch.", ""), "seconds_per_video": seconds if generate else None,
+                  "video": None if video is None else str(video), "folder": None if folder is None else str(folder),
                   "distinct_videos": len(distinct), "rounds": rounds, "explicit_workers": workers,
                   "cases": out_cases}
         if command:
             del clf
-            result["command"] = time_command(inputs["one"][0], model_path, preset, settings, rounds, root, views,
-                                             device, dtype, verbose)
+            first = inputs["one"][0] if "one" in inputs else inputs["folder"][0]
+            result["command"] = time_command(first, model_path, preset, settings, rounds, root, views, device, dtype,
+                                             verbose)
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -237,8 +251,10 @@ def inference_table(result: dict) -> list[str]:
     """Markdown lines of ``bench_inference``: per case, one row per setting, and the default / best ratio."""
     who = result["model"] or result["preset"]
     rounds = f"{result['rounds']} round{'s' if result['rounds'] > 1 else ''}"
-    lines = [f"{result['task']}, {who}, views {result['views']}, {result['device']} {result['dtype']}; generated "
-             f"{result['seconds_per_video']:g} s 340x256 videos; {rounds}, median seconds per call", ""]
+    made = ("given videos" if result["seconds_per_video"] is None
+            else f"generated {result['seconds_per_video']:g} s 340x256 videos")
+    lines = [f"{result['task']}, {who}, views {result['views']}, {result['device']} {result['dtype']}; {made}; "
+             f"{rounds}, median seconds per call", ""]
     for case, c in result["cases"].items():
         lines += [f"{case} ({c['videos']} video{'s' if c['videos'] > 1 else ''}):", "",
                   "| workers | seconds (median) | seconds (each round) | videos/s | data wait | default resolved to |",

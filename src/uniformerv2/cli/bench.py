@@ -123,7 +123,9 @@ def add_parser(sub):
                      help="a model directory, run directory or pretrained name (instead of --preset)")
     q.add_argument("--workers", type=_count, nargs="+", default=[0, 1, 2], metavar="N",
                    help="explicit input-worker counts timed beside the default (default: 0 1 2)")
-    q.add_argument("--videos", type=_positive, default=8, help="videos in the folder case (default: 8)")
+    q.add_argument("--videos", type=_positive, default=8, help="generated videos in the folder case (default: 8)")
+    q.add_argument("--video", metavar="FILE", help="your own video for the one-video case (default: a generated one)")
+    q.add_argument("--folder", metavar="DIR", help="your own folder of videos for the folder case (default: generated)")
     q.add_argument("--seconds", type=float, default=10.0, help="length of each generated video (default: 10)")
     q.add_argument("--cases", nargs="+", choices=["one", "folder"], default=["one", "folder"],
                    help="one video, a folder of --videos videos, or both (default)")
@@ -253,7 +255,7 @@ def _inference(args):
     r = bench_inference(preset, model_path=args.model, workers=args.workers, videos=args.videos,
                         seconds=args.seconds, views=args.views, task=args.task, device=args.device, dtype=args.dtype,
                         rounds=args.rounds, cases=args.cases, command=args.time_command, workdir=args.workdir,
-                        verbose=not args.quiet)
+                        video=args.video, folder=args.folder, verbose=not args.quiet)
     return r, inference_table(r)
 
 
