@@ -193,8 +193,8 @@ def test_metrics_match_a_hand_computation():
 def test_view_aggregation_and_video_grouping():
     logits = torch.tensor([[[2.0, 0.0], [0.0, 1.0]]])  # 1 video, 2 views
     soft = aggregate_views(logits, "softmax")
-    expect = torch.tensor([2.0, 0.0]).softmax(0) + torch.tensor([0.0, 1.0]).softmax(0)
-    assert torch.allclose(soft[0], expect)
+    expect = (torch.tensor([2.0, 0.0]).softmax(0) + torch.tensor([0.0, 1.0]).softmax(0)) / 2
+    assert torch.allclose(soft[0], expect) and soft.sum().item() == pytest.approx(1.0)  # a distribution
     assert torch.allclose(aggregate_views(logits, "logits")[0], torch.tensor([1.0, 0.5]))
     # summed softmax and mean logits can disagree: two mild views of class 0, one very confident of class 1
     logits = torch.tensor([[[2.0, 0.0], [2.0, 0.0], [-10.0, 10.0]]])

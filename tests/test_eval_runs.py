@@ -92,3 +92,40 @@ def test_eval_list_and_root_options(setup, tmp_path):
     r = run(["-m", "uniformerv2", "eval", "--config", str(setup / "cfg.yaml"), "--model", str(setup / "model"),
              "--list", str(tmp_path / "few.csv"), "--root", str(setup), "--workers", "0"])
     assert "(2 videos, 0 skipped" in r.stdout and "2 videos in" in r.stderr
+
+
+def test_eval_maps_the_lists_labels_by_name_or_refuses(tmp_path):
+    """A model whose classes are in sorted-folder order and a list whose indices follow another order (the
+    labels file beside it): per_class.csv names the videos' true classes; without the labels file, one line
+    and exit 2; --labels model takes the indices as they are."""
+    import csv
+
+    model_labels = ["growing", "moving left", "moving right", "shrinking"]
+    list_order = ["moving left", "moving right", "growing", "shrinking"]
+    saved_noisy_model(tmp_path / "model", "uniformerv2_nano", seed=2, num_frames=4, labels=model_labels)
+    (tmp_path / "v").mkdir()
+    lines = []
+    for i in range(4):
+        write_video(tmp_path / "v" / f"{i}.mp4", num_frames=12, width=40, height=32, fps=8)
+        lines.append(f"v/{i}.mp4,{i}\n")
+    (tmp_path / "test.csv").write_text("".join(lines))
+    (tmp_path / "cfg.yaml").write_text(f"model: {{preset: uniformerv2_nano, options: {{num_frames: 4}}}}\n"
+                                       f"data: {{root: {tmp_path}, test: test.csv}}\ntrain: {{progress: false}}\n")
+    cmd = ["-m", "uniformerv2", "eval", "--config", str(tmp_path / "cfg.yaml"), "--model", str(tmp_path / "model"),
+           "--workers", "0"]
+    r = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
+    assert r.returncode == 2 and "labels.txt" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+    (tmp_path / "labels.txt").write_text("\n".join(list_order) + "\n")
+    r = run([*cmd, "--output", str(tmp_path / "out")])
+    assert "mapped to the model's classes by name" in r.stderr
+    preds = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert [model_labels[p["label"]] for p in sorted(preds, key=lambda p: p["index"])] == list_order
+    rows = list(csv.DictReader((tmp_path / "out" / "per_class.csv").open()))
+    # video i is of class list_order[i]: one video per class, each counted under its own name
+    assert {(r["name"], r["support"]) for r in rows} == {(c, "1") for c in model_labels}
+    assert [r["name"] for r in rows] == model_labels and [int(r["class"]) for r in rows] == [0, 1, 2, 3]
+
+    r = run([*cmd, "--labels", "model"])
+    assert "model's order" in r.stderr

@@ -117,7 +117,7 @@ def test_features_many_equal_features(clf, videos):
 
 def test_windows_stream_group_by_group(clf, videos):
     """batch_size 3 with 1x3 views: one window per chunk; the result equals the one-video timeline."""
-    spec = clf.view_spec("1x3", 2.0, 2.0, 3, 1)
+    spec = clf.view_spec("1x3", 2.0, 2.0, 3)
     chunks = list(video_chunks(0, videos[0], spec))                        # 10 s at 15 fps: 5 windows
     assert [c.part for c in chunks] == list(range(5)) and [c.last for c in chunks] == [False] * 4 + [True]
     assert all(c.views.shape == (3, 3, 8, 64, 64) and c.views.dtype == torch.uint8 for c in chunks)
@@ -147,11 +147,11 @@ def test_batcher_fixed_passes_and_padding():
     for i, n in enumerate(sizes):
         views = torch.arange(n, dtype=torch.uint8).view(-1, 1, 1, 1, 1).expand(n, 3, 1, 2, 2) + 10 * (i + 1)
         out = b.add(Chunk(i, f"v{i}", views=views.contiguous()))
-        ready.append([c.index for c, _, _ in out])
+        ready.append([c.index for c, _ in out])
         done += out
     assert ready == [[], [0], [1, 2]] and b.flush() == [] and b.views_run == 8
     assert [tuple(s.shape) for s in seen] == [(4, 3, 1, 2, 2)] * 2      # 8 views: no padding needed
-    for (c, f, p), n, i in zip(done, sizes, range(3)):
+    for (c, (f, p)), n, i in zip(done, sizes, range(3)):
         assert f[:, 0].tolist() == [10 * (i + 1) + k for k in range(n)] and p.shape == (n, 1)
     b.add(Chunk(3, "v3", views=torch.ones((1, 3, 1, 2, 2), dtype=torch.uint8)))
     b.flush()

@@ -142,8 +142,8 @@ def test_list_is_batched_and_errors_are_per_input(clf, small_video, tmp_path):
 def test_memory_cap_chunks_views(ckpt, small_video):
     clf = VideoClassifier.from_pretrained(ckpt, preset="tiny_k400_8x64", device="cpu")
     ref = clf.predict(small_video, views="3x3")
-    clf.memory_cap = 1  # one view per forward pass
-    assert clf._chunk_size() == 1
+    clf.engine.memory_cap = 1  # one view per forward pass
+    assert clf.engine.memory_views() == 1 and clf.view_spec("3x3").group_views == 1
     np.testing.assert_allclose(clf.predict(small_video, views="3x3").view_probs, ref.view_probs, atol=1e-5)
 
 

@@ -171,6 +171,36 @@ def test_resume_rules_and_retrying_failures(model_dir, tmp_path, capsys):
     assert main(base + ["--retry-failed"]) == 2 and main(base[:-2] + ["--resume"]) == 2
 
 
+def test_resume_takes_the_recorded_options(model_dir, tmp_path, capsys):
+    """A run started with --top-k 2 --views 2x1 --window 1: --resume alone continues it with those options
+    (the same outputs as an uninterrupted run); only an option typed with another value is refused."""
+    src = tmp_path / "in"
+    src.mkdir()
+    write_video(src / "a.mp4", 20, fps=10)
+    (src / "b.mp4").write_text("not yet a video")
+    opts = ["--top-k", "2", "--views", "2x1", "--window", "1"]
+    base = ["predict", str(src), "--model", str(model_dir), "--quiet", "--workers", "0"]
+    assert main(base + opts + ["--out", str(tmp_path / "out")]) == 1
+    write_video(src / "b.mp4", 25, fps=10)
+    ref = tmp_path / "ref"
+    assert main(base + opts + ["--out", str(ref)]) == 0
+    out = ["--out", str(tmp_path / "out")]
+    capsys.readouterr()
+    assert main(base + out + ["--resume", "--retry-failed"]) == 0
+    got = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    want = json.loads((ref / "predictions.json").read_text())
+
+    def shape(results):   # the numbers differ in the last bits only: two threads here (see pipeline)
+        return [[(w.get("start"), [(s["index"], round(s["prob"], 5)) for s in w["top_k"]])
+                 for w in [r, *r.get("timeline", [])]] for r in results]
+    assert shape(got) == shape(want)
+    assert [len(r["top_k"]) for r in got] == [2, 2] and all(len(w["top_k"]) == 2 for w in got[0]["timeline"])
+    assert main(base + out + ["--resume", "--top-k", "2"]) == 0            # the same value typed again: fine
+    assert main(base + out + ["--resume", "--top-k", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "top_k: 2 then, 3 now" in err and "views" not in err
+
+
 def test_input_lists(tmp_path):
     root = tmp_path / "data"
     for rel in ("x/a.mp4", "x/y/b.mkv", "c.mp4", "x/.hidden.mp4", "x/notes.txt"):
@@ -186,4 +216,7 @@ def test_input_lists(tmp_path):
     assert [str(r) for _, r in got] == ["c.mp4", "x/a.mp4", "y/b.mkv", "missing.mp4"]
     assert [str(f) for f, _ in collect_videos([str(root / "*.mp4")])] == [str(root / "c.mp4")]
     same = [(Path("a/v.mp4"), Path("v.mp4")), (Path("b/v.mp4"), Path("v.mp4")), (Path("v.mkv"), Path("v.mkv"))]
-    assert [str(n) for n in output_names(same)] == ["v", "v-1", "v-2"]
+    assert [str(n) for n in output_names(same)] == ["v.mp4", "v.mp4-1", "v.mkv"]
+    # test.mp4 and test.avi in one folder: the extension tells the outputs apart; a lone stem stays a stem
+    pair = [(Path(n), Path(n)) for n in ("d/test.mp4", "d/test.avi", "d/other.mp4")]
+    assert [str(n) for n in output_names(pair)] == ["d/test.mp4", "d/test.avi", "d/other"]

@@ -154,6 +154,10 @@ class RunRecords:
         except ValueError:
             return {}
 
+    def recorded_signature(self) -> dict:
+        """The signature the folder's run was started with ({} when it holds none)."""
+        return (self._read_run() or {}).get("signature", {})
+
     # ------------------------------------------------------------ a session
     def open(self, signature: dict, *, resume: bool = False, overwrite: bool = False,
              settings: dict | None = None, keep: tuple = ()) -> dict[int, dict]:

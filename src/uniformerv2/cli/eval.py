@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -25,6 +24,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--split", default="test", choices=("test", "val"), help="which list of the config (default: test)")
     p.add_argument("--list", metavar="FILE", help="labelled video list ('path,label' lines) instead of the config's")
     p.add_argument("--root", metavar="DIR", help="resolve relative paths of the list here (data.root)")
+    p.add_argument("--labels", metavar="FILE",
+                   help="class names of the list's label indices, one per line (default: labels.txt or "
+                        "classes.txt beside the list); 'model': the indices are in the model's class order")
     p.add_argument("--output", "--out", "-o", metavar="DIR", help="write the evaluation files here")
     p.add_argument("--workers", type=int, metavar="N",
                    help="processes that decode videos (default: usable cores minus one, per process)")
@@ -49,12 +51,11 @@ def resolve_model(path: str, cfg: dict):
 
 
 def run(args) -> int:
-    from ..accel import optimize
     from ..engine import distributed as dist
     from ..engine.config import load_config
-    from ..engine.data import build_datasets
-    from ..engine.evaluate import evaluate, evaluate_run
-    from ..inference.pipeline import RunStats, default_workers, model_threads
+    from ..engine.data import _list_path, labelled_items
+    from ..engine.evaluate import evaluate_videos
+    from ..inference import VideoClassifier
 
     if args.workers is not None and args.workers < 0:
         raise UserError(f"--workers must be >= 0, got {args.workers}")
@@ -63,43 +64,54 @@ def run(args) -> int:
     if args.retry_failed and not args.resume:
         raise UserError("--retry-failed goes with --resume")
     cfg = load_config(args.config, args.overrides)
+    split = args.split
     if args.list:
-        cfg["data"][args.split] = str(Path(args.list).resolve())
+        cfg["data"][split] = str(Path(args.list).resolve())
     if args.root:
         if not Path(args.root).is_dir():
             raise UserError(f"--root {args.root} is not a folder")
         cfg["data"]["root"] = args.root
-    if not cfg["data"][args.split]:
-        raise UserError(f"data.{args.split} is not set (a list file of 'path,label' lines; or --list FILE)")
-    info = dist.setup(cfg["train"]["device"])
+    if not cfg["data"][split] and split == "test" and cfg["data"]["val"]:
+        split = "val"
+        print(f"uniformerv2: data.test is not set: evaluating data.val ({cfg['data']['val']})", file=sys.stderr)
+    if not cfg["data"][split]:
+        raise UserError(f"data.{split} is not set (a list file of 'path,label' lines; or --list FILE)")
+    list_path = _list_path(cfg["data"]["root"], cfg["data"][split])
+    if not Path(list_path).is_file():
+        raise UserError(f"data.{split}: list file {list_path} not found")
+    device = getattr(args, "device", None)
+    info = dist.setup(device or cfg["train"]["device"])
     try:
-        model = optimize(resolve_model(args.model, cfg).to(info.device), for_inference=True)  # fp32, no autocast
-        cfg["data"]["test"] = cfg["data"][args.split]
-        dataset = build_datasets(cfg, model.data_config, ("test",), model.labels, model.cfg.num_classes)["test"]
-        workers = args.workers
-        if workers is None:
-            workers = cfg["eval"]["num_workers"] if cfg["eval"]["num_workers"] is not None else default_workers()
-        common = dict(aggregate=cfg["eval"]["aggregate"], batch_size=cfg["eval"]["batch_size"], num_workers=workers,
-                      labels=model.labels, video_key=cfg["eval"]["video_key"])
-        with model_threads(workers):   # the model's threads leave the input workers their cores
-            if args.output:
-                res = evaluate_run(model, dataset, args.output, resume=args.resume, retry_failed=args.retry_failed,
-                                   overwrite=args.overwrite, progress=cfg["train"]["progress"] and info.is_main,
-                                   signature={"model": str(Path(args.model).resolve()), "config": cfg["model"],
-                                              "pipeline": model.data_config.to_dict()}, **common)
-            else:
-                res = evaluate(model, dataset, out_dir=None, fixed_batch=True,
-                               progress=cfg["train"]["progress"] and info.is_main, **common)
+        model = resolve_model(args.model, cfg)
+        clf = VideoClassifier(model, device=info.device, dtype=getattr(args, "dtype", None) or "fp32")
+        items, how = labelled_items(list_path, root=cfg["data"]["root"], sep=cfg["data"]["separator"],
+                                    model_labels=model.labels, list_labels=args.labels)
+        clips = cfg["eval"]["test_clips"] or clf.data.test_clips
+        crops = cfg["eval"]["test_crops"] or clf.data.test_crops
+        views = getattr(args, "views", None) or f"{clips}x{crops}"
+        workers = args.workers if args.workers is not None else cfg["eval"]["num_workers"]
+        progress = cfg["train"]["progress"] and info.is_main and not getattr(args, "quiet", False)
+        d = cfg["data"]
+        res = evaluate_videos(
+            clf, items, aggregate=cfg["eval"]["aggregate"], views=views, workers=workers, out_dir=args.output,
+            video_key=cfg["eval"]["video_key"], resume=args.resume, retry_failed=args.retry_failed,
+            overwrite=args.overwrite, progress=progress, backend=d["backend"], timeout=d["timeout"],
+            frame_template=d["frame_template"], frame_start_index=d["frame_start_index"],
+            signature={"model": str(Path(args.model).resolve()), "config": cfg["model"],
+                       "pipeline": model.data_config.to_dict()})
     finally:
         dist.cleanup()
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"top-1 {res['top1']:.2f}  top-5 {res['top5']:.2f}  mean class accuracy "
-              f"{res['mean_class_accuracy']:.2f}  ({res['count']} videos, {len(res['skipped'])} skipped, "
-              f"{res['aggregate']} aggregation)")
-        if "video_level" in res:
-            v = res["video_level"]
-            print(f"video level: top-1 {v['top1']:.2f}  top-5 {v['top5']:.2f}  ({v['count']} videos)")
-        if args.output:
-            print(f"wrote {args.output}/metrics.json, per_class.csv, predictions.json, confusion.png, manifest.jsonl")
-        print(RunStats.combine(res["figures"]).line(), file=sys.stderr)
+    if res is None or not info.is_main:   # another process of a torchrun run: rank 0 reports
+        return 0
+    print(f"top-1 {res['top1']:.2f}  top-5 {res['top5']:.2f}  mean class accuracy "
+          f"{res['mean_class_accuracy']:.2f}  ({res['count']} videos, {len(res['skipped'])} skipped, "
+          f"{views} views, {res['aggregate']} aggregation)")
+    if "video_level" in res:
+        v = res["video_level"]
+        print(f"video level: top-1 {v['top1']:.2f}  top-5 {v['top5']:.2f}  ({v['count']} videos)")
+    print(f"labels: {how}", file=sys.stderr)
+    if args.output:
+        print(f"wrote {args.output}/metrics.json, per_class.csv, predictions.json, confusion.png, manifest.jsonl",
+              file=sys.stderr)
+    print(res["stats"].line(), file=sys.stderr)
     return 0

@@ -21,8 +21,9 @@ def add_parser(subparsers) -> None:
     add_input_args(p)
     add_model_args(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--format", choices=["safetensors", "npy"], default="safetensors",
-                   help="file format (default: safetensors, which also keeps per-view features)")
+    p.add_argument("--format", choices=["safetensors", "npy"],
+                   help="file format (default: safetensors, which also keeps per-view features; when resuming, "
+                        "the run's)")
     add_window_args(p)
     add_run_args(p)
     p.set_defaults(func=run)

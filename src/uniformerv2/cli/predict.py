@@ -106,7 +106,8 @@ def add_parser(subparsers) -> None:
                     "1: some could not be read (reported per input); 2: bad usage.")
     add_input_args(p)
     add_model_args(p)
-    p.add_argument("--top-k", type=int, default=5, metavar="K", help="labels per prediction (default: 5)")
+    p.add_argument("--top-k", type=int, metavar="K",
+                   help="labels per prediction (default: 5; when resuming, the run's)")
     add_window_args(p)
     p.add_argument("--out", metavar="DIR",
                    help="write predictions.json, predictions.csv and manifest.jsonl here (resumable; needed "
@@ -122,7 +123,7 @@ def run(args) -> int:
     from ..fileio import atomic_write
     from ..inference.run import predictions_csv, run_dataset
 
-    if args.top_k < 1:
+    if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top-k must be >= 1, got {args.top_k}")
     check_run_args(args)
     if args.json and args.csv:
@@ -151,7 +152,7 @@ def run(args) -> int:
                 print(f"resumed: {report.resumed} inputs recorded earlier were skipped", file=sys.stderr)
             print(f"wrote {Path(args.out) / 'predictions.json'}, predictions.csv, manifest.jsonl", file=sys.stderr)
         else:
-            stream = clf.predict_many(videos, top_k=args.top_k, views=args.views, window=args.window,
+            stream = clf.predict_many(videos, top_k=args.top_k or 5, views=args.views, window=args.window,
                                       stride=args.stride, workers=args.workers, batch_size=args.batch_size)
             with _bar(len(videos), args.quiet) as bar:
                 objects = []
@@ -162,7 +163,7 @@ def run(args) -> int:
             if args.output_video and objects[0].ok:
                 from ..inference.annotate import write_annotated_video
 
-                write_annotated_video(videos[0], args.output_video, objects[0], top_k=args.top_k)
+                write_annotated_video(videos[0], args.output_video, objects[0], top_k=args.top_k or 5)
     finally:
         cleanup()
     if args.json:

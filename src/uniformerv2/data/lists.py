@@ -83,6 +83,17 @@ def read_video_list(path, *, fmt: str = "auto", sep: str | None = None, root: st
     return items
 
 
+def label_kinds(path, *, fmt: str = "auto", sep: str | None = None) -> set[str]:
+    """Which kinds of label the list ``path`` holds: a subset of {"index", "name"} (class indices or class
+    names), read as ``read_video_list`` reads them."""
+    kinds = set()
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        text = line.strip()
+        if text and not text.startswith("#"):
+            kinds.add("index" if _split(text, sep, fmt)[-1].lstrip("-").isdigit() else "name")
+    return kinds
+
+
 def _split(text: str, sep: str | None, fmt: str) -> list[str]:
     sep = sep if sep is not None else ("," if "," in text else None)
     want = FIELDS.get(fmt)

@@ -12,6 +12,7 @@ device either way. ``make_augment`` gives the loop its one call: ``video, labels
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -140,3 +141,48 @@ def _name(entry) -> str | None:
     if isinstance(entry, (tuple, list)) and entry:
         return str(entry[0])
     return None
+
+
+LABEL_FILES = ("labels.txt", "classes.txt")   # the class names of a list's label indices, beside the list
+
+
+def labelled_items(list_path, *, root: str = "", sep: str | None = None, model_labels: list[str] | None = None,
+                   list_labels=None) -> tuple[list, str]:
+    """The videos of a labelled list, each label an index into the model's classes, and how labels were read.
+
+    A list's labels are class names or class indices. Names are matched to the model's class names. Indices
+    are indices into the list's own class names: ``list_labels`` (a labels file or a list of names), else
+    ``labels.txt`` / ``classes.txt`` beside the list; they are mapped to the model's classes by name (a list
+    written in another class order than the model's is read right). Indices with no names to map are refused
+    unless the model has no class names or ``list_labels="model"`` (the user says they are in the model's
+    order): a silent remap would report wrong classes."""
+    from ..data.lists import label_kinds, read_labels, read_video_list
+    from ..labels import canonical_name
+
+    named_model = bool(model_labels) and not all(n == f"class {i}" for i, n in enumerate(model_labels))
+    n_model = len(model_labels) if model_labels else None
+    kinds = label_kinds(list_path, sep=sep)
+    if "index" not in kinds or list_labels == "model" or not named_model:
+        how = ("class names" if "index" not in kinds else
+               "class indices in the model's order" if list_labels == "model" else
+               "class indices (the model names no classes)")
+        names = model_labels if named_model else None
+        return read_video_list(list_path, sep=sep, root=root, labels=names, num_classes=n_model), how
+    source = list_labels
+    if source is None:
+        source = next((Path(list_path).parent / f for f in LABEL_FILES if (Path(list_path).parent / f).is_file()),
+                      None)
+    if source is None:
+        raise UserError(f"{list_path}: the labels are class indices, and no class names say which classes they "
+                        f"are ({' / '.join(LABEL_FILES)} beside the list); give the list's labels file "
+                        "(--labels FILE), or --labels model if the indices are in the model's class order")
+    names = read_labels(source)
+    index = {canonical_name(n): i for i, n in enumerate(model_labels)}
+    unknown = [n for n in names if canonical_name(n) not in index]
+    items = read_video_list(list_path, sep=sep, root=root, labels=names, num_classes=len(names))
+    used = sorted({names[it.label] for it in items} & set(unknown))
+    if used:
+        raise UserError(f"{list_path}: classes {', '.join(repr(u) for u in used[:5])} of {source} are not among the "
+                        f"model's {len(model_labels)} classes")
+    mapped = [dataclasses.replace(it, label=index[canonical_name(names[it.label])]) for it in items]
+    return mapped, f"class indices named by {source}, mapped to the model's classes by name"

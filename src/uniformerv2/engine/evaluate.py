@@ -1,23 +1,26 @@
-"""Evaluation: ``evaluate(model, loader_or_dataset, ...) -> dict``, sharded over ranks under torchrun, and
-``evaluate_run``: the same, recorded per video in an output folder so that a killed run can be resumed.
+"""Evaluation against labels.
 
-Items are single clips ``(3, T, H, W)`` or multi-view stacks ``(V, 3, T, H, W)`` (clips x crops); each
-video's views are aggregated into one score vector (summed softmax, the official rule, or mean logits).
-With a dataset, rank ``r`` of ``N`` evaluates items ``r, r+N, ...``; results are gathered by item index, so
-each video is counted exactly once. Videos that cannot be decoded are listed in ``skipped`` and left out
-of the metrics. Runs in fp32 by default, as the official test.
+``evaluate_videos(clf, items, ...) -> dict``: multi-view evaluation of labelled videos (the ``eval`` command,
+the test at the end of training and of fine-tuning). It runs through the inference engine
+(``inference.engine``), so a video's scores are ``VideoClassifier.predict``'s probabilities, bit for bit at the
+same thread count; with ``out_dir`` it is recorded per video (``inference.run.run_dataset``, task ``eval``) so
+that a killed run can be resumed, and sharded over processes under torchrun.
 
-``fixed_batch=True`` pads every forward pass to ``batch_size`` items with zeros: at a fixed batch shape a
-video's scores do not depend on the other videos of its batch, so they are the same bits for any number of
-processes and after a resume (for the same threads per process).
+``evaluate(model, loader_or_dataset, ...) -> dict``: the same metrics over a dataset of already transformed
+clips, for validation inside training (its datasets may hold decoded clips in memory, ``data.ClipCache``, which
+the engine's file readers do not). Items are single clips ``(3, T, H, W)`` or multi-view stacks
+``(V, 3, T, H, W)``; with a dataset, rank ``r`` of ``N`` evaluates items ``r, r+N, ...``; results are gathered
+by item index. ``fixed_batch=True`` pads every forward pass to ``batch_size`` items with zeros.
+
+Either way each video's views are aggregated into one score vector (the mean of the views' softmaxes, the
+official summed softmax divided by the number of views, or mean logits); videos that cannot be decoded are
+listed in ``skipped`` and left out of the metrics. Runs in fp32 by default, as the official test.
 """
 from __future__ import annotations
 
-import base64
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import distributed as dist
@@ -123,32 +126,36 @@ def evaluate(model, data, *, aggregate: str = "softmax", batch_size: int = 8, nu
 
 def summarise(model, dataset, parts, aggregate: str, labels=None, video_key: str | None = None) -> dict:
     """Metrics from each rank's (indices, scores, labels, skipped), one result per item index."""
-    scores = torch.zeros(0, getattr(getattr(model, "cfg", None), "num_classes", 0))
-    labs = torch.zeros(0, dtype=torch.long)
-    seen: dict[int, int] = {}
-    all_idx, all_scores, all_labels, all_skipped, duplicates = [], [], [], [], 0
+    num_classes = getattr(getattr(model, "cfg", None), "num_classes", 0)
+    idx = sorted({i for p in parts for i in p[0]})
+    return summarise_scores(parts, item_names(dataset, idx), idx, num_classes, aggregate,
+                            labels if labels is not None else getattr(model, "labels", None), video_key)
+
+
+def summarise_scores(parts, names: list, order: list[int], num_classes: int, aggregate: str, labels=None,
+                     video_key: str | None = None) -> dict:
+    """Metrics from (indices, scores (n, C), labels (n,), skipped) parts, one result per item index;
+    ``names[k]``: the video of item ``order[k]``."""
+    seen: dict[int, tuple] = {}
+    all_skipped, duplicates = [], 0
     for p_idx, p_scores, p_labels, p_skipped in parts:
         all_skipped.extend(p_skipped)
         for j, i in enumerate(p_idx):
             if i in seen:
                 duplicates += 1
                 continue
-            seen[i] = len(all_idx)
-            all_idx.append(i)
-            all_scores.append(p_scores[j])
-            all_labels.append(p_labels[j])
-    order = sorted(range(len(all_idx)), key=lambda k: all_idx[k])
-    all_idx = [all_idx[k] for k in order]
-    scores = torch.stack([all_scores[k] for k in order]) if order else scores[:0]
-    labs = torch.stack([all_labels[k] for k in order]) if order else labs[:0]
-
-    num_classes = scores.shape[1] if scores.numel() else getattr(getattr(model, "cfg", None), "num_classes", 0)
+            seen[i] = (torch.as_tensor(p_scores[j]).float(), int(p_labels[j]))
+    all_idx = sorted(seen)
+    scores = torch.stack([seen[i][0] for i in all_idx]) if all_idx else torch.zeros(0, num_classes)
+    labs = torch.tensor([seen[i][1] for i in all_idx], dtype=torch.long)
+    num_classes = scores.shape[1] if scores.numel() else num_classes
     res = classification_metrics(scores, labs, num_classes)
     res["skipped"] = sorted(set(map(str, all_skipped)))
     res["duplicates_dropped"] = duplicates
     res["aggregate"] = aggregate
-    labels = labels if labels is not None else getattr(model, "labels", None)
-    names = item_names(dataset, all_idx)
+    res["scores"] = scores          # (count, C), rows in the order of "predictions"
+    name_of = dict(zip(order, names))
+    names = [name_of.get(i) for i in all_idx]
     top5 = scores.topk(min(5, scores.shape[1]), dim=1) if scores.numel() else None
     res["predictions"] = [
         {"index": i, "video": names[k], "label": int(labs[k]), "pred": int(top5.indices[k, 0]),
@@ -164,88 +171,70 @@ def summarise(model, dataset, parts, aggregate: str, labels=None, video_key: str
     return res
 
 
-def evaluate_run(model, dataset, out_dir, *, aggregate: str = "softmax", batch_size: int = 8,
-                 num_workers: int = 0, labels: list[str] | None = None, video_key: str | None = None,
-                 resume: bool = False, retry_failed: bool = False, overwrite: bool = False,
-                 signature: dict | None = None, progress: bool = False) -> dict | None:
-    """``evaluate`` recorded per video in ``out_dir`` (``fileio.RunRecords``: each video's aggregated scores,
-    or why it failed, as soon as its batch is through), so that a killed run continues with ``resume``
-    (skipping what is recorded; failed videos again only with ``retry_failed``) and ends with the same files.
-    Forward passes are padded to ``batch_size`` (``fixed_batch``). Rank ``r`` of ``N`` takes every ``N``-th
-    video still to do; rank 0 waits for the others (through the folder, no collective time-out), then writes
-    metrics.json, per_class.csv, predictions.json, confusion.png and manifest.jsonl (one line per video).
-    Returns ``evaluate``'s dict on rank 0 (``figures``: every rank's), None on the others."""
-    import json
+def evaluate_videos(clf, items, *, aggregate: str = "softmax", views=None, workers: int | None = None,
+                    batch_size: int | None = None, out_dir=None, video_key: str | None = None,
+                    resume: bool = False, retry_failed: bool = False, overwrite: bool = False,
+                    signature: dict | None = None, progress: bool = False, backend: str = "pyav",
+                    timeout: float | None = None, frame_template: str = "img_{:05d}.jpg",
+                    frame_start_index: int = 1) -> dict | None:
+    """Evaluate ``clf`` (a ``VideoClassifier``) on ``items`` (``data.VideoItem``\\ s whose labels index the
+    model's classes, e.g. from ``engine.data.labelled_items``) through the inference engine with test views
+    ``views`` (default: the model's).
 
-    from ..fileio import RunRecords, atomic_write
-    from .data import collate_fn
+    Returns {"top1", "top5", "mean_class_accuracy" (percent), "count", "skipped", "per_class", "confusion",
+    "predictions" (per video), "stats" (a ``RunStats`` over every process)} and, with ``video_key``,
+    "video_level". With ``out_dir``: recorded per video there (resumable), and metrics.json, per_class.csv,
+    predictions.json, confusion.png and manifest.jsonl written; under torchrun rank 0 returns the result and
+    the other ranks None. Without it, ranks share the videos and all return the result."""
+    from ..inference.engine import Failure, video_scores
+    from ..inference.pipeline import RunStats, VideoInput
+    from ..inference.run import decode_scores, run_dataset
 
+    items = list(items)
+    inputs = [VideoInput(it.path, folder=None if it.num_frames is None else dict(
+        num_frames=it.num_frames, template=frame_template, start_index=frame_start_index)) for it in items]
+    targets = [int(it.label) for it in items]
+    names = [it.path for it in items]
+    order = list(range(len(items)))
+    if out_dir is not None:
+        report = run_dataset(clf, inputs, out_dir, task="eval", labels=targets, aggregate=aggregate, views=views,
+                             workers=workers, batch_size=batch_size, resume=resume, retry_failed=retry_failed,
+                             overwrite=overwrite, signature=signature, progress=progress, backend=backend,
+                             timeout=timeout)
+        if report.records is None:
+            return None
+        done = [r for r in report.records if r["status"] == "done"]
+        part = ([r["index"] for r in done], [decode_scores(r["scores"]) for r in done], [r["label"] for r in done],
+                [r["path"] for r in report.records if r["status"] != "done"])
+        res = summarise_scores([part], names, order, len(clf.labels), aggregate, clf.labels, video_key)
+        res["stats"] = report.stats
+        write_outputs(Path(out_dir), res, clf.labels)
+        return res
     rank, world = dist.rank_world()
-    out = Path(out_dir)
-    names = item_names(dataset, list(range(len(dataset))))
-    sig = {"task": "eval", "aggregate": aggregate, "batch_size": batch_size, "items": len(dataset),
-           "items_sha256": _digest(names), **(signature or {})}
-    records = RunRecords(out, rank, world, dist.barrier)
-    earlier = records.open(sig, resume=resume, overwrite=overwrite)
-    skip = {i for i, r in earlier.items() if r["status"] == "done" or not retry_failed}
-    todo = [i for i in range(len(dataset)) if i not in skip]
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, sampler=todo[rank::world], num_workers=num_workers,
-        collate_fn=FailedIndices(collate_fn(dataset)), generator=torch.Generator().manual_seed(0))
-
-    def record(indices, scores, labs, failed):
-        for k, i in enumerate(indices):
-            records.append({"index": i, "path": names[i], "status": "done", "label": int(labs[k]),
-                            "scores": _encode(scores[k])})
-        for i, path, error in failed:
-            records.append({"index": i, "path": path, "status": "failed", "error": error})
-
-    figures: dict = {}
-    predict_scores(model, loader, aggregate, progress=progress, fixed_batch=True, on_batch=record, figures=figures)
-    records.close(figures)
-    if rank != 0:
-        return None
-    all_figures = records.wait_for_all()
-    latest = records.latest()
-    done = sorted(i for i, r in latest.items() if r["status"] == "done")
-    failed = [latest[i]["path"] for i in sorted(latest) if latest[i]["status"] != "done"]
-    c = getattr(getattr(model, "cfg", None), "num_classes", 0)
-    scores = torch.stack([_decode(latest[i]["scores"]) for i in done]) if done else torch.zeros(0, c)
-    labs = torch.tensor([latest[i]["label"] for i in done], dtype=torch.long)
-    res = summarise(model, dataset, [(done, scores, labs, failed)], aggregate, labels, video_key)
-    res["figures"] = all_figures
-    write_outputs(out, res, labels if labels is not None else getattr(model, "labels", None))
-    lines = "".join(json.dumps({k: latest[i][k] for k in ("index", "path", "status", "error", "label", "attempts")
-                                if k in latest[i]}) + "\n" for i in sorted(latest))
-    atomic_write(out / "manifest.jsonl", lambda p: Path(p).write_text(lines))
+    spec = clf.engine.spec(views, batch_size=batch_size, backend=backend, timeout=timeout)
+    stats = RunStats()
+    idx, scores, labs, failed = [], [], [], []
+    mine = order[rank::world]
+    bar = _bar(len(mine), progress and rank == 0)
+    for i, out in clf.engine.run(inputs, mine, spec, workers=workers, stats=stats):
+        if isinstance(out, Failure):
+            failed.append(names[i])
+        else:
+            idx.append(i)
+            scores.append(video_scores(out, aggregate))
+            labs.append(targets[i])
+        bar.update(1)
+    bar.close()
+    parts = dist.all_gather_objects((idx, scores, labs, failed, stats.to_dict()))
+    res = summarise_scores([p[:4] for p in parts], names, order, len(clf.labels), aggregate, clf.labels, video_key)
+    res["stats"] = RunStats.combine([p[4] for p in parts])
     return res
 
 
-class FailedIndices:
-    """A collate function that also lists the item index of each video that failed (``skipped_index``)."""
+def _bar(total: int, show: bool):
+    from tqdm import tqdm
 
-    def __init__(self, collate):
-        self.collate = collate
-
-    def __call__(self, items):
-        out = self.collate(items)
-        out["skipped_index"] = [it.get("index") for it in items if isinstance(it, dict) and "error" in it]
-        return out
-
-
-def _encode(scores: torch.Tensor) -> str:
-    """float32 scores as base64 (exact round trip, 4 bytes a class)."""
-    return base64.b64encode(scores.float().numpy().astype("<f4").tobytes()).decode()
-
-
-def _decode(text: str) -> torch.Tensor:
-    return torch.from_numpy(np.frombuffer(base64.b64decode(text), dtype="<f4").copy())
-
-
-def _digest(names) -> str:
-    import hashlib
-
-    return hashlib.sha256("\n".join(map(str, names)).encode()).hexdigest()
+    return tqdm(total=total, unit="video", disable=not show or total < 2, dynamic_ncols=True, leave=False)
 
 
 def write_outputs(out: Path, res: dict, labels: list[str] | None = None) -> None:

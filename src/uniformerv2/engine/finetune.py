@@ -548,18 +548,21 @@ def chosen_model_dir(out: Path) -> Path:
 def _final_eval(cfg: dict, out: Path, device, progress: bool) -> dict:
     """The kept weights on val with the model's test views; outputs in ``out/val``."""
     from ..factory import load_model
-    from .data import build_datasets
-    from .evaluate import evaluate
+    from ..inference import VideoClassifier
+    from .data import _list_path, labelled_items
+    from .evaluate import evaluate_videos, write_outputs
 
     model_dir = chosen_model_dir(out)
-    model = load_model(model_dir).to(device).eval()
-    test_cfg = merge(cfg, {"data": {"test": cfg["data"]["val"]}})
-    ds = build_datasets(test_cfg, model.data_config, ("test",), model.labels, model.cfg.num_classes)["test"]
-    res = evaluate(model, ds, aggregate=cfg["eval"]["aggregate"], batch_size=cfg["eval"]["batch_size"],
-                   num_workers=cfg["data"]["num_workers"], out_dir=out / "val", labels=model.labels,
-                   progress=progress, desc="val")
+    model = load_model(model_dir)
+    d = cfg["data"]
+    items, _ = labelled_items(_list_path(d["root"], d["val"]), root=d["root"], sep=d["separator"],
+                              model_labels=model.labels, list_labels="model")   # the lists finetune wrote
+    clf = VideoClassifier(model, device=device, dtype=torch.float32)
     views = (f"{cfg['eval']['test_clips'] or model.data_config.test_clips}x"
              f"{cfg['eval']['test_crops'] or model.data_config.test_crops}")
+    res = evaluate_videos(clf, items, aggregate=cfg["eval"]["aggregate"], views=views,
+                          workers=d["num_workers"], progress=progress, backend=d["backend"], timeout=d["timeout"])
+    write_outputs(out / "val", res, model.labels)
     val = {k: res[k] for k in ("top1", "top5", "mean_class_accuracy", "count")}
     val.update(views=views, skipped=res["skipped"])
     return {"model_dir": str(model_dir), "val": val,

@@ -19,10 +19,11 @@ AGGREGATIONS = ("softmax", "logits")
 
 
 def aggregate_views(logits: torch.Tensor, how: str = "softmax") -> torch.Tensor:
-    """(..., V, C) per-view logits -> (..., C): sum of per-view softmaxes, or mean of logits."""
+    """(..., V, C) per-view logits -> (..., C): mean of per-view softmaxes (the official summed softmax divided
+    by V: a distribution, as ``predict`` reports), or mean of logits."""
     logits = logits.float()
     if how == "softmax":
-        return logits.softmax(-1).sum(-2)
+        return logits.softmax(-1).mean(-2)
     if how == "logits":
         return logits.mean(-2)
     raise UserError(f"view aggregation must be one of {AGGREGATIONS}, got {how!r}")

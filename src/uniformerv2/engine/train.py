@@ -36,7 +36,7 @@ from . import distributed as dist
 from ..data.device_augment import ToDevice
 from .config import dump, load_config
 from .data import build_datasets, make_augment, make_train_loader
-from .evaluate import evaluate
+from .evaluate import evaluate, evaluate_videos, write_outputs
 from .metrics import plot_curves
 from .optim import EMA, build_optimizer
 from .runlog import MetricsLog, StepWindow
@@ -391,16 +391,34 @@ def save_outputs(state: TrainState, run: Run) -> dict:
 
 
 def final_test(state: TrainState, run: Run) -> dict:
-    """The multi-view test of the best-validation weights (the last ones without validation); loads them."""
+    """The multi-view test of the best-validation weights (the last ones without validation); loads them.
+    The config's test list runs through the inference engine (``evaluate_videos``: the numbers ``predict`` and
+    ``eval`` give); a test dataset the caller built (e.g. clips decoded into memory) through ``evaluate``."""
     cfg, model, out, main = run.cfg, state.model, run.out, run.info.is_main
     if main and (out / "checkpoints" / "best.pt").exists():
         model.load_state_dict(ckpt.load(out / "checkpoints" / "best.pt")["model"])
     dist.broadcast_state(model)  # the best weights of rank 0, without assuming a shared file system
-    test_set = run.datasets.get("test") or build_datasets(cfg, model.data_config, ("test",), model.labels,
-                                                          model.cfg.num_classes)["test"]
-    res = evaluate(model, test_set, aggregate=cfg["eval"]["aggregate"], batch_size=cfg["eval"]["batch_size"],
-                   num_workers=_eval_workers(cfg), out_dir=out / "test" if main else None, labels=model.labels,
-                   video_key=cfg["eval"]["video_key"], progress=cfg["train"]["progress"] and main, desc="test")
+    common = dict(aggregate=cfg["eval"]["aggregate"], video_key=cfg["eval"]["video_key"],
+                  progress=cfg["train"]["progress"] and main)
+    if "test" in run.datasets:
+        res = evaluate(model, run.datasets["test"], batch_size=cfg["eval"]["batch_size"],
+                       num_workers=_eval_workers(cfg), out_dir=out / "test" if main else None, labels=model.labels,
+                       desc="test", **common)
+    else:
+        from ..inference import VideoClassifier
+        from .data import _list_path, labelled_items
+
+        d = cfg["data"]
+        items, _ = labelled_items(_list_path(d["root"], d["test"]), root=d["root"], sep=d["separator"],
+                                  model_labels=model.labels, list_labels="model")  # read as training reads lists
+        clf = VideoClassifier(model, device=run.info.device, dtype=torch.float32)
+        dc = clf.data
+        views = f"{cfg['eval']['test_clips'] or dc.test_clips}x{cfg['eval']['test_crops'] or dc.test_crops}"
+        res = evaluate_videos(clf, items, views=views, workers=_eval_workers(cfg), backend=d["backend"],
+                              timeout=d["timeout"], frame_template=d["frame_template"],
+                              frame_start_index=d["frame_start_index"], **common)
+        if main:
+            write_outputs(out / "test", res, model.labels)
     run.log.write({"step": state.step, "test_top1": res["top1"], "test_top5": res["top5"],
                    "test_mean_class_accuracy": res["mean_class_accuracy"], "test_count": res["count"]})
     return {k: res[k] for k in ("top1", "top5", "mean_class_accuracy", "count")}

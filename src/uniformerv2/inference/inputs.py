@@ -17,7 +17,7 @@ import io
 import os
 from pathlib import Path
 
-from ..data.video import VIDEO_EXTENSIONS, find_videos
+from ..data.video import find_videos
 from ..errors import UserError
 
 LIST_SUFFIXES = frozenset({".txt", ".csv", ".lst", ".list"})
@@ -133,11 +133,19 @@ def read_path_list(path) -> list[str]:
 
 
 def output_names(videos: list[tuple[Path, Path]]) -> list[Path]:
-    """One output stem per video (its relative name without suffix), ``-1``, ``-2``... added when two videos
-    would share one; depends only on the list, so every process of a run computes the same names."""
+    """One output stem per video: its relative name without the extension (``clips/a.mp4`` -> ``clips/a``),
+    or with it where two videos of the list share a stem (``test.mp4`` and ``test.avi`` -> ``test.mp4`` and
+    ``test.avi``), so the video of each output can be told from its name; ``-1``, ``-2``... added only when
+    the same relative name is listed twice (from two roots). Depends only on the list, so every process of a
+    run computes the same names."""
+    rels = [rel for _, rel in videos]
+    by_stem: dict[Path, set] = {}
+    for rel in rels:
+        by_stem.setdefault(rel.with_suffix(""), set()).add(rel.suffix)
     used, out = set(), []
-    for _, rel in videos:
-        target = rel.with_suffix("")
+    for rel in rels:
+        stem = rel.with_suffix("")
+        target = rel if len(by_stem[stem]) > 1 else stem
         cand, n = target, 0
         while cand in used:
             n += 1

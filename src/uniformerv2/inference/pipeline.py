@@ -72,12 +72,36 @@ def model_threads(workers: int):
 
 
 # ----------------------------------------------------------------------------------------------- sources
-class VideoSource:
-    """Frames of a file or of an in-memory uint8 (T, H, W, 3) RGB array, by index. Frames of a file are
-    resized to ``short_side`` as they are decoded (bounded memory whatever the source resolution)."""
+@dataclass(frozen=True)
+class VideoInput:
+    """One input of a run: a video file, a frame folder or a uint8 (T, H, W, 3) RGB array. ``fps``: the frame
+    rate of an array (needed for windows); ``folder``: frame-folder options of ``data.decode`` (``num_frames``,
+    ``template``, ``start_index``) for a folder listed with its frame count."""
+    video: object
+    fps: float | None = None
+    folder: dict | None = None
 
-    def __init__(self, video, fps: float | None = None, short_side: int | None = None, threads: int | None = None):
+    @property
+    def name(self) -> str | None:
+        return str(self.video) if isinstance(self.video, (str, os.PathLike)) else None
+
+
+def as_input(video) -> VideoInput:
+    return video if isinstance(video, VideoInput) else VideoInput(video)
+
+
+class VideoSource:
+    """Frames of a file, a frame folder or an in-memory uint8 (T, H, W, 3) RGB array, by index. Frames of a
+    file are resized to ``short_side`` as they are decoded (bounded memory whatever the source resolution).
+    ``backend`` / ``timeout``: ``data.decode``'s reader and time limit."""
+
+    def __init__(self, video, fps: float | None = None, short_side: int | None = None, threads: int | None = None,
+                 *, backend: str = "pyav", timeout: float | None = None, folder: dict | None = None):
+        from ..data.decode import DEFAULT_TIMEOUT_S
+
         self.path, self.short_side, self.threads = None, short_side, threads
+        self.backend, self.folder = backend, dict(folder or {})
+        self.timeout = DEFAULT_TIMEOUT_S if timeout is None else timeout
         if isinstance(video, (str, os.PathLike)):
             self.path, self.array, self.fps = str(video), None, fps
             self._count = None
@@ -92,12 +116,16 @@ class VideoSource:
     def name(self) -> str | None:
         return self.path
 
+    def _options(self) -> dict:
+        return dict(backend=self.backend, timeout=self.timeout, threads=self.threads, short_side=self.short_side,
+                    **self.folder)
+
     def count(self) -> int:
         """Exact number of frames (for files: counted from the packets, without decoding)."""
         if self._count is None:
             from ..data.decode import probe
 
-            info = probe(self.path, exact=True)
+            info = probe(self.path, exact=True, timeout=self.timeout, **self.folder)
             self._count, self.fps = info.num_frames, self.fps or info.fps
         return self._count
 
@@ -106,7 +134,7 @@ class VideoSource:
             return self.array[indices]
         from ..data.decode import read_frames
 
-        return read_frames(self.path, indices, short_side=self.short_side, threads=self.threads)
+        return read_frames(self.path, indices, **self._options())
 
     def read_sampled(self, sample) -> tuple[np.ndarray, np.ndarray]:
         """Open once, pick indices with ``sample(num_frames)``: (frames, indices)."""
@@ -121,7 +149,7 @@ class VideoSource:
             flat["idx"] = np.asarray(sample(n))
             return flat["idx"].reshape(-1)
 
-        frames, _, info = read_clip(self.path, pick, short_side=self.short_side, threads=self.threads)
+        frames, _, info = read_clip(self.path, pick, **self._options())
         self._count, self.fps = info.num_frames, self.fps or info.fps
         return frames, flat["idx"]
 
@@ -130,13 +158,6 @@ def window_groups(src: VideoSource, window: float, stride: float | None, windows
     """The windows of a video (``views.plan_windows``) in groups of ``windows_per_read``."""
     wins = plan_windows(src.count(), src.fps, window, stride)
     return [wins[g:g + windows_per_read] for g in range(0, len(wins), windows_per_read)]
-
-
-def read_windows(src: VideoSource, group: list[Window], clips: int, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Frame indices (W, clips, T) of the test clips of each window of ``group``, and those frames
-    (W*clips*T, H, W, 3) decoded in one read."""
-    idx = np.stack([clip_indices(w.stop - w.first, length, clips, w.first) for w in group])
-    return idx, src.read(idx.reshape(-1))
 
 
 # ----------------------------------------------------------------------------------------------- input stage
@@ -148,7 +169,8 @@ class ViewSpec:
     clips x crops: the test views; length: frames per clip (the model's T); window/stride: seconds, for
     timelines; group_views: views per chunk of a long video (windows are grouped up to this many views and
     ``MAX_FRAMES_PER_READ`` decoded frames); decoder_threads: None for ``data.decode``'s choice (one in a
-    worker process, FFmpeg's in the calling process)."""
+    worker process, FFmpeg's in the calling process); backend / timeout: ``data.decode``'s reader and time
+    limit per video (None: its default)."""
     data: object
     clips: int
     crops: int
@@ -157,6 +179,8 @@ class ViewSpec:
     stride: float | None = None
     group_views: int = 64
     decoder_threads: int | None = None
+    backend: str = "pyav"
+    timeout: float | None = None
 
     @property
     def views_per_window(self) -> int:
@@ -165,6 +189,17 @@ class ViewSpec:
     def windows_per_read(self) -> int:
         by_frames = MAX_FRAMES_PER_READ // (self.clips * self.length)
         return max(1, min(by_frames, self.group_views // self.views_per_window))
+
+    def clip_indices(self, num_frames: int, first: int = 0) -> np.ndarray:
+        """(clips, T) frame indices of the test clips of frames [first, first + num_frames), sampled as the
+        model's ``DataConfig`` says (sparse segments, or dense with its stride)."""
+        return clip_indices(num_frames, self.length, self.clips, first, self.data.sampling, self.data.stride)
+
+    def read_windows(self, src: VideoSource, group: list[Window]) -> tuple[np.ndarray, np.ndarray]:
+        """Frame indices (W, clips, T) of the test clips of each window of ``group``, and those frames
+        (W*clips*T, H, W, 3) decoded in one read."""
+        idx = np.stack([self.clip_indices(w.stop - w.first, w.first) for w in group])
+        return idx, src.read(idx.reshape(-1))
 
 
 @dataclass
@@ -176,7 +211,7 @@ class Chunk:
     chunk; num_frames / fps: of the video. A video that cannot be read gives one chunk with ``error`` (after any
     chunks already sent for it)."""
     index: int
-    path: str
+    path: str | None
     part: int = 0
     last: bool = True
     views: torch.Tensor | None = None
@@ -185,51 +220,57 @@ class Chunk:
     num_frames: int = 0
     fps: float | None = None
     error: str | None = None
+    exception: BaseException | None = None
 
     @property
     def size(self) -> int:
         return 0 if self.views is None else len(self.views)
 
 
-def video_chunks(index: int, path, spec: ViewSpec) -> Iterator[Chunk]:
-    """Decode, sample and crop one video: its chunks, or a chunk with the error that stopped it."""
+def video_chunks(index: int, video, spec: ViewSpec) -> Iterator[Chunk]:
+    """Decode, sample and crop one input (a path, an array or a ``VideoInput``): its chunks, or a chunk with
+    the error that stopped it (``exception``: the error itself when raised in this process)."""
     part = 0
+    item = as_input(video)
+    name = item.name
     try:
         make = ViewMaker(spec.data, spec.crops, output="uint8")
-        src = VideoSource(path, short_side=spec.data.test_short_side, threads=spec.decoder_threads)
+        src = VideoSource(item.video, item.fps, short_side=spec.data.test_short_side, threads=spec.decoder_threads,
+                          backend=spec.backend, timeout=spec.timeout, folder=item.folder)
         t = spec.length
         if spec.window is None:
-            frames, idx = src.read_sampled(lambda n: clip_indices(n, t, spec.clips))
+            frames, idx = src.read_sampled(lambda n: spec.clip_indices(n))
             views = torch.cat([make(frames[k * t:(k + 1) * t]) for k in range(spec.clips)])
-            yield Chunk(index, str(path), 0, True, views, idx, None, src.count(), src.fps)
+            yield Chunk(index, name, 0, True, views, idx, None, src.count(), src.fps)
             return
         groups = window_groups(src, spec.window, spec.stride, spec.windows_per_read())
         for part, group in enumerate(groups):
-            idx, frames = read_windows(src, group, spec.clips, t)
+            idx, frames = spec.read_windows(src, group)
             views = torch.cat([make(frames[c * t:(c + 1) * t]) for c in range(len(group) * spec.clips)])
             del frames
-            yield Chunk(index, str(path), part, part == len(groups) - 1, views, idx, group, src.count(), src.fps)
+            yield Chunk(index, name, part, part == len(groups) - 1, views, idx, group, src.count(), src.fps)
     except Exception as e:  # noqa: BLE001 - any failure of one input is that input's, reported with its path
         msg = " ".join(str(e).split()) or type(e).__name__
         if not isinstance(e, (UserError, OSError)):
             msg = f"{type(e).__name__}: {msg}"
-        if str(path) not in msg:
-            msg = f"{path}: {msg}"
-        yield Chunk(index, str(path), part, True, error=msg)
+        if name is not None and name not in msg:
+            msg = f"{name}: {msg}"
+        in_worker = torch.utils.data.get_worker_info() is not None
+        yield Chunk(index, name, part, True, error=msg, exception=None if in_worker else e)
 
 
 class VideoStream(torch.utils.data.IterableDataset):
-    """The chunks of the videos ``paths[i] for i in todo``. In worker processes each worker takes the next
+    """The chunks of the inputs ``inputs[i] for i in todo``. In worker processes each worker takes the next
     video from a counter shared by all of them (``counter``); in the calling process, videos in order."""
 
-    def __init__(self, paths, todo, spec: ViewSpec, counter=None):
-        self.items = [(int(i), str(paths[i])) for i in todo]
+    def __init__(self, inputs, todo, spec: ViewSpec, counter=None):
+        self.items = [(int(i), inputs[i]) for i in todo]
         self.spec, self.counter = spec, counter
 
     def __iter__(self):
         if self.counter is None or torch.utils.data.get_worker_info() is None:
-            for i, path in self.items:
-                yield from video_chunks(i, path, self.spec)
+            for i, video in self.items:
+                yield from video_chunks(i, video, self.spec)
             return
         while True:
             with self.counter.get_lock():
@@ -244,16 +285,16 @@ def _worker_init(_worker_id: int) -> None:
     torch.set_num_threads(1)   # workers decode; one thread each (decoder threads: data.decode.default_threads)
 
 
-def input_stage(paths, todo, spec: ViewSpec, workers: int, prefetch: int = PREFETCH):
+def input_stage(inputs, todo, spec: ViewSpec, workers: int, prefetch: int = PREFETCH):
     """An iterable of ``Chunk``\\ s for ``todo``: decoded in ``workers`` processes (0: in this process), at most
     ``prefetch`` chunks per worker in flight, in the order they are ready."""
     import multiprocessing
 
     workers = max(0, min(int(workers), len(todo)))
     if workers == 0:
-        return VideoStream(paths, todo, spec)
+        return VideoStream(inputs, todo, spec)
     ctx = multiprocessing.get_context()
-    stream = VideoStream(paths, todo, spec, counter=ctx.Value("q", 0))
+    stream = VideoStream(inputs, todo, spec, counter=ctx.Value("q", 0))
     return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers, prefetch_factor=prefetch,
                                        in_order=False, worker_init_fn=_worker_init, multiprocessing_context=ctx)
 
@@ -263,9 +304,9 @@ class Batcher:
     """Views of many chunks -> forward passes of exactly ``size`` views (zero-padded at the end).
 
     ``add(chunk)`` and ``flush()`` return the chunks whose views have all been through the model, with their
-    outputs: ``(chunk, features (n, C), probs (n, K))``, in the order the chunks were added. ``forward`` maps a
-    uint8 batch (size, 3, T, S, S) on the CPU to numpy (features, probs); ``pin``: stage batches in pinned memory
-    (for a CUDA model)."""
+    outputs: ``(chunk, outputs)``, ``outputs`` a tuple of arrays with one row per view of the chunk, in the
+    order the chunks were added. ``forward`` maps a uint8 batch (size, 3, T, S, S) on the CPU to a tuple of
+    numpy arrays with ``size`` rows; ``pin``: stage batches in pinned memory (for a CUDA model)."""
 
     def __init__(self, forward, size: int, pin: bool = False):
         self.forward, self.size, self.pin = forward, int(size), pin
@@ -313,18 +354,18 @@ class Batcher:
             entry[1] += n
             filled += n
         stage[filled:].zero_()
-        feats, probs = self.forward(stage)
+        outputs = self.forward(stage)
         self.pending -= filled
         self.views_run += filled
         row = 0
         for entry, n in owners:
-            entry[2].append((feats[row:row + n], probs[row:row + n]))
+            entry[2].append(tuple(o[row:row + n] for o in outputs))
             row += n
         done = []
         while self.queue and self.queue[0][1] == self.queue[0][0].size:
             chunk, _, pieces = self.queue.popleft()
             chunk.views = None        # through the model: only its outputs are kept
-            done.append((chunk, np.concatenate([f for f, _ in pieces]), np.concatenate([p for _, p in pieces])))
+            done.append((chunk, tuple(np.concatenate(parts) for parts in zip(*pieces))))
         return done
 
 

@@ -10,6 +10,8 @@ merges the parts into the final outputs, in input order:
   ``OUT/predictions.json``   predict: one object per input, as ``predict --json`` prints
   ``OUT/predictions.csv``    predict: one row per (input, window, rank), as ``predict --csv``
   ``OUT/<name>.safetensors`` features: one file per input, written atomically as soon as it is computed
+  eval                       each record holds the video's label and its aggregated scores (``engine.evaluate``
+                             computes the metrics from them)
 
 The output folder must be shared by every process (one machine, or a shared filesystem across nodes).
 ``resume=True`` skips the inputs that earlier sessions did (and those that failed, unless ``retry_failed``);
@@ -18,20 +20,23 @@ session and a video's numbers do not depend on which videos share its forward pa
 """
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
-import sys
 import io
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import UserError
 from ..fileio import RunRecords, atomic_write
-from .classifier import Failure
-from .pipeline import RunStats
+from .engine import Failure, video_scores
+from .pipeline import RunStats, as_input
 
-TASKS = ("predict", "features")
+TASKS = ("predict", "features", "eval")
 MERGED = ("manifest.jsonl", "predictions.json", "predictions.csv")
 
 
@@ -62,47 +67,72 @@ def dist_info() -> tuple[int, int, callable]:
     return 0, 1, lambda: None
 
 
-def run_dataset(clf, videos: list[str], out, *, task: str = "predict", names: list | None = None,
-                views=None, window: float | None = None, stride: float | None = None, top_k: int = 5,
-                fmt: str = "safetensors", workers: int | None = None, batch_size: int | None = None,
+def run_dataset(clf, videos: list, out, *, task: str = "predict", names: list | None = None,
+                views=None, window: float | None = None, stride: float | None = None, top_k: int | None = None,
+                fmt: str | None = None, workers: int | None = None, batch_size: int | None = None,
                 resume: bool = False, retry_failed: bool = False, overwrite: bool = False,
-                signature: dict | None = None, progress: bool = False, metadata: dict | None = None) -> RunReport:
-    """Predict or extract features for every video of ``videos`` into the folder ``out`` (see the module doc).
+                signature: dict | None = None, progress: bool = False, metadata: dict | None = None,
+                labels: list[int] | None = None, aggregate: str = "softmax", backend: str = "pyav",
+                timeout: float | None = None) -> RunReport:
+    """Predict, extract features or score (``task="eval"``, with ``labels``) every input of ``videos`` (paths
+    or ``VideoInput``\\ s) into the folder ``out`` (see the module doc).
 
     names: features: the output stem of each video, relative to ``out`` (``inputs.output_names``; default:
     the file name). signature: what else decides the outputs (the model), checked when resuming. metadata:
-    features: extra safetensors metadata. Every process calls this with the same list."""
+    features: extra safetensors metadata. Every process calls this with the same list.
+
+    Resuming takes the options the run was started with (views, windows, ``top_k``, ``fmt``) for those given
+    as None; an option given with another value than the recorded one is refused (``RunRecords.open``)."""
     from .features import save_features
 
     if task not in TASKS:
         raise UserError(f"task must be one of {TASKS}, got {task!r}")
+    if task == "eval" and (labels is None or len(labels) != len(videos)):
+        raise UserError("task 'eval' needs one label per input")
     if retry_failed and not resume:
         raise UserError("retrying failed inputs is part of resuming: add --resume")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"output {out} is not a folder")
-    videos = [str(v) for v in videos]
+    inputs = [as_input(v) for v in videos]
+    videos = [str(v.name) for v in inputs]
     names = [Path(n) for n in names] if names is not None else [Path(Path(v).stem) for v in videos]
     rank, world, barrier = dist_info()
+    records = RunRecords(out, rank, world, barrier)
+    recorded = records.recorded_signature() if resume else {}
+    if recorded:   # what the user did not say again is what the run was started with
+        views = views if views is not None else recorded.get("views")
+        if window is None and stride is None:
+            window, stride = recorded.get("window"), recorded.get("stride")
+        top_k = top_k if top_k is not None else recorded.get("top_k")
+        fmt = fmt if fmt is not None else recorded.get("format")
+    top_k = 5 if top_k is None else top_k
+    fmt = "safetensors" if fmt is None else fmt
     clips, crops = _views(clf, views)
+    per_task = {"predict": {"top_k": top_k}, "features": {"format": fmt},
+                "eval": {"aggregate": aggregate, "labels_sha256": _digest(videos, list(map(str, labels or [])))}}
     sig = {"task": task, "views": f"{clips}x{crops}", "window": window, "stride": stride,
            "inputs": len(videos), "inputs_sha256": _digest(videos, names), "dtype": str(clf.dtype).split(".")[-1],
-           **({"top_k": top_k} if task == "predict" else {"format": fmt}), **(signature or {})}
-    records = RunRecords(out, rank, world, barrier)
-    proposed = clf.view_spec(views, window, stride, batch_size, len(videos)).group_views
+           **per_task[task], **(signature or {})}
+    proposed = clf.view_spec(views, window, stride, batch_size).group_views
     earlier = records.open(sig, resume=resume, overwrite=overwrite, settings={"batch_size": proposed},
                            keep=() if batch_size else ("batch_size",))
     if overwrite and rank == 0:
         for name in MERGED:
             (out / name).unlink(missing_ok=True)
-    spec = clf.view_spec(views, window, stride, records.settings["batch_size"], len(videos))
+    spec = clf.engine.spec(views, window, stride, records.settings["batch_size"], backend=backend, timeout=timeout)
     skip = {i for i, r in earlier.items() if r["status"] == "done" or not retry_failed}
     todo = [i for i in range(len(videos)) if i not in skip][rank::world]
 
     stats = RunStats()
     bar = _bar(len(todo), progress and rank == 0)
     model_name = clf.model.preset or clf.model.cfg.arch
-    for i, res in clf.stream(videos, todo, spec, task=task, top_k=top_k, workers=workers, stats=stats):
+    if task == "eval":
+        results = ((i, r if isinstance(r, Failure) else video_scores(r, aggregate))
+                   for i, r in clf.engine.run(inputs, todo, spec, workers=workers, stats=stats))
+    else:
+        results = clf.stream(inputs, todo, spec, task=task, top_k=top_k, workers=workers, stats=stats)
+    for i, res in results:
         rec = {"index": i, "path": videos[i]}
         if isinstance(res, Failure):
             rec.update(status="failed", error=res.error)
@@ -113,8 +143,12 @@ def run_dataset(clf, videos: list[str], out, *, task: str = "predict", names: li
             written = save_features(res, out / names[i], fmt, meta)
             rec.update(status="done", outputs=[p.relative_to(out).as_posix() for p in written],
                        shape=list(res.features.shape))
+        elif task == "eval":
+            rec.update(status="done", label=int(labels[i]), scores=encode_scores(res))
         else:
             rec.update(status="done", result=res.to_dict())
+        if task == "eval" and rec["status"] == "failed":
+            rec["label"] = int(labels[i])
         records.append(rec)
         bar.update(1)
     bar.close()
@@ -134,16 +168,25 @@ def run_dataset(clf, videos: list[str], out, *, task: str = "predict", names: li
     return RunReport(total, ordered, failed, len(skip))
 
 
+def encode_scores(scores) -> str:
+    """float32 scores as base64 (exact round trip, 4 bytes a class)."""
+    return base64.b64encode(np.asarray(scores, dtype="<f4").tobytes()).decode()
+
+
+def decode_scores(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f4").copy()
+
+
 def _views(clf, views) -> tuple[int, int]:
     from .views import parse_views
 
     return parse_views(views, clf.default_views)
 
 
-def _digest(videos: list[str], names: list[Path]) -> str:
+def _digest(videos: list[str], names: list) -> str:
     h = hashlib.sha256()
     for v, n in zip(videos, names):
-        h.update(f"{v}\0{n.as_posix()}\n".encode())
+        h.update(f"{v}\0{n.as_posix() if isinstance(n, Path) else n}\n".encode())
     return h.hexdigest()
 
 
@@ -156,7 +199,8 @@ def _bar(total: int, show: bool):
 def _write_merged(out: Path, records: list[dict], task: str) -> None:
     lean = []
     for r in records:
-        keep = {k: r[k] for k in ("index", "path", "status", "error", "outputs", "shape", "attempts") if k in r}
+        keep = {k: r[k] for k in ("index", "path", "status", "error", "label", "outputs", "shape", "attempts")
+                if k in r}
         lean.append(json.dumps(keep) + "\n")
     atomic_write(out / "manifest.jsonl", lambda p: Path(p).write_text("".join(lean)))
     if task != "predict":

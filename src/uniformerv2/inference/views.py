@@ -40,13 +40,18 @@ def parse_views(spec, default: tuple[int, int]) -> tuple[int, int]:
     return clips, crops
 
 
-def clip_indices(num_frames: int, length: int, clips: int, first: int = 0) -> np.ndarray:
-    """(clips, length) frame indices of the official sparse test clips 0..clips-1 of frames
-    [first, first + num_frames) (see ``uniformerv2.data.sampling``)."""
-    from ..data.sampling import sparse_indices
+def clip_indices(num_frames: int, length: int, clips: int, first: int = 0, sampling: str = "sparse",
+                 stride: int | None = None) -> np.ndarray:
+    """(clips, length) frame indices of the test clips 0..clips-1 of frames [first, first + num_frames): the
+    official sparse segments, or ``length`` frames ``stride`` apart for ``sampling="dense"`` (the model's
+    ``DataConfig``; see ``uniformerv2.data.sampling``, the same functions the datasets use)."""
+    from ..data.sampling import dense_indices, sparse_indices
 
     if num_frames < 1:
         raise UserError("cannot sample from a video with no frames")
+    if sampling == "dense":
+        return np.stack([dense_indices(num_frames, length, stride, split="test", clip=k, num_clips=clips)
+                         for k in range(clips)]) + first
     return np.stack([sparse_indices(num_frames, length, split="test", clip=k, num_clips=clips)
                      for k in range(clips)]) + first
 
