@@ -57,6 +57,11 @@ def test_training_in_a_cast_dtype_is_refused_before_anything_runs(capsys):
     assert main(["bench", "model", "--preset", "tiny_k400_8x64", "--train", "--dtype", "bf16"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "--amp bf16" in err and len(err.strip().splitlines()) == 1
+    missing = f"cuda:{torch.cuda.device_count()}"                     # one past the last GPU (cuda:0 on a CPU)
+    for mode in (["model"], ["pipeline"], ["inference"]):
+        assert main(["bench", *mode, "--device", missing]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and f"device {missing} is not available" in err
 
 
 # ------------------------------------------------------------------------------------------------- bench model

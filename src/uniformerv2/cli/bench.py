@@ -182,9 +182,11 @@ def _threads(q):
 
 
 def run(args) -> int:
-    from ..bench.common import environment, header, threads, write_json
+    from ..bench.common import device_of, environment, header, threads, write_json
     from ..errors import UserError
 
+    if getattr(args, "device", None) is not None:
+        device_of(args.device)   # a device this machine lacks: one line, exit 2, before anything runs
     if args.mode == "model" and args.train and args.dtype != "fp32":
         raise UserError(f"--dtype {args.dtype} casts the weights, which is for inference; a training step keeps "
                         "fp32 weights: use --amp bf16 (autocast)")
