@@ -53,7 +53,7 @@ def test_modes_exclude_each_other_and_old_flags_exit_2(capsys):
     assert "not allowed with argument" in capsys.readouterr().err
 
 
-def test_training_in_a_cast_dtype_is_refused_before_anything_runs(capsys):
+def test_a_cast_dtype_in_training_or_a_missing_device_is_refused_before_anything_runs(capsys):
     assert main(["bench", "model", "--preset", "tiny_k400_8x64", "--train", "--dtype", "bf16"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "--amp bf16" in err and len(err.strip().splitlines()) == 1
