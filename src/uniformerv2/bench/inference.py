@@ -95,8 +95,9 @@ def bench_inference(preset: str | None = "tiny_k400_8x64", *, model_path=None, w
                     verbose: bool = True) -> dict:
     """Wall seconds of ``task`` (``predict_many`` / ``extract_features_many``) with the default input workers
     (``workers=None``) and with each count in ``workers``, side by side: for one video and for a folder of
-    ``videos`` generated files (``cases``; ``video`` / ``folder``: your own file and folder instead), in ``rounds`` rounds that each run every setting once, in an order
-    that rotates from round to round (so that a machine whose load drifts affects all alike). Each timed call
+    ``videos`` generated files (``cases``; ``video`` / ``folder``: your own file and folder instead), in
+    ``rounds`` rounds that each run every setting once, in an order that rotates from round to round (so that a
+    machine whose load drifts affects all alike). Each timed call
     is a whole call of the public API on a loaded model (input workers started and stopped inside it).
 
     ``command``: also time the whole ``uniformerv2 predict VIDEO --model DIR [--workers N]`` in a subprocess
@@ -247,6 +248,10 @@ def recipe_decode_rates(presets: list[str], *, videos: int = 4, seconds: float =
             tmp.cleanup()
 
 
+def _workers(setting: str) -> str:
+    return f"{setting} worker{'' if setting == '1' else 's'}"
+
+
 def inference_table(result: dict) -> list[str]:
     """Markdown lines of ``bench_inference``: per case, one row per setting, and the default / best ratio."""
     who = result["model"] or result["preset"]
@@ -266,7 +271,7 @@ def inference_table(result: dict) -> list[str]:
             lines.append(f"| {name} | {c['median_s'][name]:.2f} | {' '.join(f'{x:.2f}' for x in row['seconds'])} | "
                          f"{row['videos_per_s']:.2f} | {100 * row['data_wait']:.0f}% | {resolved} |")
         if "default_over_best" in c:
-            lines += ["", f"default / best explicit ({c['best_explicit']} workers): {c['default_over_best']:.3f} "
+            lines += ["", f"default / best explicit ({_workers(c['best_explicit'])}): {c['default_over_best']:.3f} "
                           f"(fastest rounds: {c['default_over_best_min']:.3f})", ""]
     cmd = result.get("command")
     if cmd:
@@ -275,6 +280,6 @@ def inference_table(result: dict) -> list[str]:
         lines += [f"| {k} | {cmd['median_s'][k]:.2f} | {' '.join(f'{x:.2f}' for x in v)} |"
                   for k, v in cmd["seconds"].items()]
         if "default_over_best" in cmd:
-            lines += ["", f"default / best explicit ({cmd['best_explicit']} workers): {cmd['default_over_best']:.3f} "
+            lines += ["", f"default / best explicit ({_workers(cmd['best_explicit'])}): {cmd['default_over_best']:.3f} "
                           f"(fastest rounds: {cmd['default_over_best_min']:.3f})"]
     return lines
