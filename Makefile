@@ -27,7 +27,7 @@ test: venv
 # Our B/16 on this machine; with the official model file at $(OFFICIAL), side by side with it (docs/benchmarks.md).
 OFFICIAL ?= build/official/uniformerv2_model.py
 bench: venv
-	$(BIN)/uniformerv2 bench --preset k400_b16_8x224 --batch-size 1 --dtype fp32 --iters 3
+	$(BIN)/uniformerv2 bench model --preset k400_b16_8x224 --batch-size 1 --dtype fp32 --iters 3
 	@if [ -f "$(OFFICIAL)" ]; then $(BIN)/python benchmarks/cpu_vs_official.py --official $(OFFICIAL); \
 	else echo "(side by side with the official code: put its slowfast/models/uniformerv2_model.py at $(OFFICIAL))"; fi
 

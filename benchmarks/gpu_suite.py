@@ -19,7 +19,7 @@ Phases, in priority order, each skipped (and listed as skipped) once ``--budget`
   7. input pipeline: a B/16 training step fed by real decoding of generated videos over N workers (needs
      PyAV on the GPU machine).
 Everything goes to stdout as it is measured and, at the end, as markdown to ``--out``.
-Iterations are small on purpose (``--iters``); the whole script is sized for about 8 minutes on an H100.
+Iterations are small on purpose (``--iters``); ``--budget`` bounds the whole run (phases past it are skipped).
 """
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ from suite import SUITE  # noqa: E402
 from uniformerv2 import create_model  # noqa: E402
 from uniformerv2.accel import optimize, swap  # noqa: E402
 from uniformerv2.accel.dpe import TritonDPE  # noqa: E402
-from uniformerv2.bench import bench_model, bench_pipeline, compile_model, free_memory, header, make_batch  # noqa: E402
+from uniformerv2.bench import bench_model, compile_model, free_memory, header, make_batch  # noqa: E402
+from uniformerv2.bench.pipeline import bench_pipeline  # noqa: E402
 from uniformerv2.model.layers import DPE  # noqa: E402
 
 DPE_IMPLS = ("conv", "triton")
@@ -216,9 +217,9 @@ def table_phase(args, dpe, compiled: bool):
             else:
                 impl_dpe = dpe["compiled" if mode != "none" else "eager"]
                 r = guarded(f"{label} ours {mode}", lambda: bench_model(
-                    create_model(preset), bs, dtype, train=train, compile=mode, device=DEV, warmup=args.warmup,
-                    iters=args.iters, dpe=impl_dpe, grad_ckpt=opts.get("grad_ckpt", 0),
-                    ckpt_policy=opts.get("ckpt_policy", "branches"), model_dtype=model_dtype))
+                    create_model(preset), bs, None if model_dtype else dtype, train=train, compile=mode, device=DEV,
+                    warmup=args.warmup, iters=args.iters, dpe=impl_dpe, grad_ckpt=opts.get("grad_ckpt", 0),
+                    ckpt_policy=opts.get("ckpt_policy", "branches"), dtype=model_dtype or "fp32"))
             if r:
                 record(label, impl, mode, r, note)
             free_memory()
@@ -262,7 +263,7 @@ def pipeline_phase(args, dpe):
     small = DEV == "cpu"
     r = guarded("pipeline", lambda: bench_pipeline(B16, batch_size=2 if small else 32, workers=workers,
                                                    steps=1 if small else 5, videos=4 if small else 64,
-                                                   dtype="bf16", seconds=1.0 if small else 4.0, dpe=dpe["eager"],
+                                                   amp="bf16", seconds=1.0 if small else 4.0, dpe=dpe["eager"],
                                                    device=DEV, verbose=False))
     if r:
         say(f"  pipeline: {r['clips_per_s']:.1f} clips/s with {workers} workers, data wait "

@@ -120,12 +120,13 @@ def compare_on_cpu(official_path, preset: str, batch_size: int = 1, iters: int =
     return out
 
 
-def bench_official(official_path, preset: str, batch_size: int, dtype: str = "bf16", *, train: bool = False,
+def bench_official(official_path, preset: str, batch_size: int, dtype: str | None = "bf16", *, train: bool = False,
                    compile="none", device: str | None = None, warmup: int = 2, iters: int = 5, ours=None) -> dict:
     """The official model code timed exactly like ``uniformerv2.bench.bench_model`` (same weights as
-    ``ours`` or a perturbed fresh model, same batch, same step)."""
+    ``ours`` or a perturbed fresh model, same batch, same step: the trainer's for training) under autocast to
+    ``dtype``."""
     dev = device_of(device)
     ours = ours if ours is not None else perturbed_model(preset)
     official = build_official(official_path, ours).to(dev).train(train)
-    return measure(official, make_batch(ours, batch_size, dev), train=train, dtype=dtype, compile=compile,
+    return measure(official, make_batch(ours, batch_size, dev), train=train, amp=dtype, compile=compile,
                    device=dev, warmup=warmup, iters=iters)

@@ -256,7 +256,8 @@ def test_unknown_and_missing_backends(videos):
 
 
 def test_benchmark_video_has_b_frames_and_reads_exactly(tmp_path):
-    from uniformerv2.data.benchmark import decode_everything, write_kinetics_like
+    from uniformerv2.bench.decode import decode_everything
+    from uniformerv2.bench.videos import write_kinetics_like
 
     path = write_kinetics_like(tmp_path / "k.mp4", gop=250, seconds=1.0, width=96, height=64)
     with av.open(str(path)) as c:

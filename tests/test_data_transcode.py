@@ -88,7 +88,7 @@ def count_decoded_packets(monkeypatch) -> list:
 def test_defaults_keyframes_quality_and_sparse_reads(tmp_path, monkeypatch):
     """Default settings on a Kinetics-like file: a keyframe every 8 frames, PSNR >= 40 dB, and a sparse clip
     decodes a few packets per sampled frame, where the source needs a long run of its 250-frame GOP."""
-    from uniformerv2.data.benchmark import write_kinetics_like
+    from uniformerv2.bench.videos import write_kinetics_like
 
     src = write_kinetics_like(tmp_path / "k.mp4", gop=250, seconds=6.0)
     r = transcode(src, tmp_path / "p.mp4", psnr_frames=8)

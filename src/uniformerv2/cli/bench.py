@@ -1,122 +1,223 @@
-"""`uniformerv2 bench`: clips/s and peak memory of our model, the input pipeline, prepared files, the inference
-pipeline, or the video decoder.
+"""`uniformerv2 bench MODE`: benchmarks of our own code, one subcommand per mode. Each prints its table on stdout
+and, with ``--output/-o FILE``, writes its results as JSON.
 
 Comparisons with the official model code (CPU latency side by side, the GPU table) are scripts in
 ``benchmarks/`` of the source tree: ``benchmarks/cpu_vs_official.py`` and ``benchmarks/gpu_suite.py``.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 
 DPE_CHOICES = ("auto", "conv", "triton")  # accel.DPE_CHOICES, without importing torch for --help
 COMPILE_CHOICES = ("none", "full", "regional", "reduce-overhead", "max-autotune")
 POLICIES = ("branches", "block", "save_attention")
+DTYPES = ("fp32", "bf16", "fp16")
+AMP = ("none", "bf16", "fp16")
+
+MODES = {
+    "model": "clips/s and peak memory of inference or of the trainer's step, for a model preset",
+    "pipeline": "training input pipeline: clips per CPU core (raw / prepared files x augmentation on the CPU / "
+                "the device), then end-to-end training throughput with real decoding",
+    "prepare": "prepared files per keyframe interval: PSNR, size, CPU time of sparse training reads",
+    "inference": "predict with the default input workers against explicit --workers counts, side by side, for "
+                 "one video and a folder; the ratio of the default to the best",
+    "decode": "the sparse clip reader against decoding every frame, per core",
+    "views": "per-core decode rate of model presets' test views (no model is built)",
+    "memory": "training memory and CPU time of each training variant, one process each (CPU)",
+    "recipes": "training clips per CPU core and cores per GPU for every shipped training recipe",
+    "feed-demo": "demo accuracy: source files with CPU augmentation against prepared files with device "
+                 "augmentation, per seed",
+}
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
 
 
 def add_parser(sub):
-    p = sub.add_parser("bench", help="measure throughput and memory of a model, the input pipeline or the decoder",
+    p = sub.add_parser("bench", help="benchmarks: model, input pipeline, prepared files, inference workers, decoder",
                        description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", default="k400_b16_8x224")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast dtype")
-    p.add_argument("--model-dtype", choices=["bf16", "fp16"], default=None,
-                   help="inference with the weights cast to this dtype, no autocast (what `predict` does)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (same as --compile-mode full)")
-    p.add_argument("--compile-mode", choices=COMPILE_CHOICES, default=None,
-                   help="full: one graph; regional: each block on its own (fast to compile); "
-                        "reduce-overhead: CUDA graphs")
-    p.add_argument("--train", action="store_true", help="time a training step (forward, backward, AdamW)")
-    p.add_argument("--reference", action="store_true",
+    modes = p.add_subparsers(dest="mode", metavar="MODE")
+    modes.required = True
+    parsers = {name: modes.add_parser(name, help=text, description=text) for name, text in MODES.items()}
+    for name, q in parsers.items():
+        q.add_argument("--output", "-o", metavar="FILE", help="also write the results here as JSON")
+        if name in ("prepare", "inference", "memory", "recipes", "feed-demo"):
+            q.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+            q.set_defaults(func=run)
+        else:
+            q.set_defaults(func=run, quiet=True)
+
+    q = parsers["model"]
+    q.add_argument("--preset", default="k400_b16_8x224", help="model preset (random weights; default: %(default)s)")
+    q.add_argument("--batch-size", type=_positive, default=1)
+    q.add_argument("--dtype", choices=DTYPES, default="fp32",
+                   help="compute dtype: the weights and the input cast to it, as `predict --dtype` (inference only)")
+    q.add_argument("--amp", choices=AMP, default="none",
+                   help="autocast to this dtype around the forward pass, as `train.precision` (default: none)")
+    q.add_argument("--train", action="store_true",
+                   help="time the trainer's step (engine.train.train_step: forward, backward, clipping, AdamW)")
+    q.add_argument("--reference", action="store_true",
                    help="the reference model, without the speed variants of uniformerv2.accel.optimize")
-    p.add_argument("--device", default=None)
-    p.add_argument("--iters", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
-    p.add_argument("--dpe", choices=DPE_CHOICES, default="auto", help="DPE implementation (default: auto)")
-    p.add_argument("--grad-ckpt", type=int, default=0, metavar="N",
-                   help="activation checkpointing in the first N blocks (training)")
-    p.add_argument("--ckpt-policy", choices=POLICIES, default="branches")
-    p.add_argument("--out", metavar="FILE", help="also write the markdown table here")
-    p.add_argument("--data", action="store_true", help="benchmark the video decoder (sparse reading vs decode all)")
-    p.add_argument("--pipeline", action="store_true",
-                   help="training clips/s per CPU core, raw vs prepared files x augmentation on the CPU vs the "
-                        "device, and decoding alone, side by side; then (--steps > 0) end-to-end training "
-                        "throughput with real decoding over --workers processes")
-    p.add_argument("--prepare", action="store_true",
-                   help="prepared files per keyframe interval: PSNR, size, CPU time of 8/16/32-frame sparse reads")
-    p.add_argument("--files", choices=["raw", "prepared"], default="prepared",
-                   help="--pipeline end-to-end: generated files as written, or prepared (default)")
-    p.add_argument("--augment-on", choices=["cpu", "device"], default="device",
-                   help="--pipeline end-to-end: training transform in the workers or on the device (default)")
-    p.add_argument("--clips", type=int, default=24, help="--pipeline: clips timed per case of the per-core table")
-    p.add_argument("--workers", type=int, default=None,
-                   help="--pipeline: DataLoader worker processes (default 4); --inference-pipeline: measure 0..N "
-                        "input workers (default: usable cores minus one)")
-    p.add_argument("--inference-pipeline", action="store_true",
-                   help="videos/s of predict (or --task features) over generated videos for 0..--workers input "
-                        "workers, side by side, with the ratio to 0 workers and the per-core decode rate")
-    p.add_argument("--task", choices=["predict", "features"], default="predict", help="--inference-pipeline")
-    p.add_argument("--views", metavar="CxK", help="--inference-pipeline: test views (default: the preset's)")
-    p.add_argument("--seconds", type=float, default=10.0, help="--inference-pipeline: length of each video")
-    p.add_argument("--rounds", type=int, default=2, help="--inference-pipeline: rounds over all worker counts")
-    p.add_argument("--decode-presets", nargs="+", metavar="PRESET",
-                   help="--inference-pipeline: only the per-core decode rate of these presets' test views")
-    p.add_argument("--steps", type=int, default=10, help="--pipeline: timed steps")
-    p.add_argument("--videos", type=int, default=None,
-                   help="--pipeline / --inference-pipeline: dataset size (files are generated; default 32 / 64)")
-    p.set_defaults(func=run)
+    q.add_argument("--compile", choices=COMPILE_CHOICES, default="none",
+                   help="torch.compile: full (one graph), regional (each block on its own: fast to compile), "
+                        "reduce-overhead (CUDA graphs), max-autotune (default: none)")
+    q.add_argument("--dpe", choices=DPE_CHOICES, default="auto", help="DPE implementation (default: auto)")
+    q.add_argument("--grad-ckpt", type=_count, default=0, metavar="N",
+                   help="activation checkpointing in the first N blocks (--train)")
+    q.add_argument("--ckpt-policy", choices=POLICIES, default="branches")
+    _device(q)
+    q.add_argument("--iters", type=_positive, default=5)
+    q.add_argument("--warmup", type=_count, default=2)
+    _threads(q)
+
+    q = parsers["pipeline"]
+    q.add_argument("--preset", default="k400_b16_8x224", help="model preset whose training recipe is fed")
+    q.add_argument("--clips", type=_positive, default=24, help="clips timed per case of the per-core table")
+    q.add_argument("--steps", type=_count, default=10,
+                   help="timed steps of the end-to-end run (0: only the per-core table)")
+    q.add_argument("--batch-size", type=_positive, default=8, help="end-to-end run: clips per step")
+    q.add_argument("--workers", type=_count, default=4, help="end-to-end run: DataLoader worker processes "
+                   "(default: %(default)s)")
+    q.add_argument("--videos", type=_positive, default=32, help="end-to-end run: dataset size (files are generated)")
+    q.add_argument("--files", choices=["raw", "prepared"], default="prepared",
+                   help="end-to-end run: generated files as written, or prepared (default)")
+    q.add_argument("--augment-on", choices=["cpu", "device"], default="device",
+                   help="end-to-end run: training transform in the workers or on the device (default)")
+    q.add_argument("--amp", choices=AMP, default="none", help="end-to-end run: autocast dtype of the step")
+    q.add_argument("--compile", choices=COMPILE_CHOICES, default="none")
+    q.add_argument("--grad-ckpt", type=_count, default=0, metavar="N")
+    _device(q)
+    _threads(q)
+
+    q = parsers["prepare"]
+    q.add_argument("--intervals", type=_positive, nargs="+", default=[1, 2, 4, 8, 16, 32], metavar="K",
+                   help="keyframe intervals (default: 1 2 4 8 16 32)")
+    q.add_argument("--frames", type=_positive, nargs="+", default=[8, 16, 32], metavar="T",
+                   help="clip lengths of the sparse reads (default: 8 16 32)")
+    q.add_argument("--files", type=_positive, default=4, help="generated files (default: 4)")
+    q.add_argument("--seconds", type=float, default=10.0, help="length of each generated file")
+    q.add_argument("--draws", type=_positive, default=6, help="random clips per file (median)")
+
+    q = parsers["inference"]
+    src = q.add_mutually_exclusive_group()
+    src.add_argument("--preset", help="model preset, random weights (default: tiny_k400_8x64)")
+    src.add_argument("--model", metavar="M",
+                     help="a model directory, run directory or pretrained name (instead of --preset)")
+    q.add_argument("--workers", type=_count, nargs="+", default=[0, 1, 2], metavar="N",
+                   help="explicit input-worker counts timed beside the default (default: 0 1 2)")
+    q.add_argument("--videos", type=_positive, default=8, help="generated videos in the folder case (default: 8)")
+    q.add_argument("--video", metavar="FILE", help="your own video for the one-video case (default: a generated one)")
+    q.add_argument("--folder", metavar="DIR", help="your own folder of videos for the folder case (default: generated)")
+    q.add_argument("--seconds", type=float, default=10.0, help="length of each generated video (default: 10)")
+    q.add_argument("--cases", nargs="+", choices=["one", "folder"], default=["one", "folder"],
+                   help="one video, a folder of --videos videos, or both (default)")
+    q.add_argument("--rounds", type=_positive, default=2, help="rounds over every setting (default: 2)")
+    q.add_argument("--views", metavar="CxK", help="test views (default: the model's)")
+    q.add_argument("--task", choices=["predict", "features"], default="predict")
+    q.add_argument("--command", action="store_true", dest="time_command",
+                   help="also time the whole `uniformerv2 predict VIDEO --model DIR [--workers N]` in a subprocess "
+                        "for the one video (predict only)")
+    q.add_argument("--dtype", choices=DTYPES, help="compute dtype, as `predict --dtype`")
+    q.add_argument("--workdir", metavar="DIR", help="keep the generated videos (and model) here and reuse them")
+    _device(q)
+
+    q = parsers["decode"]
+    q.add_argument("--repeats", type=_positive, default=5)
+    q.add_argument("--frames", type=_positive, default=8, help="frames per clip (default: 8)")
+
+    q = parsers["views"]
+    q.add_argument("--preset", nargs="+", required=True, metavar="PRESET", help="model presets")
+    q.add_argument("--videos", type=_positive, default=4, help="generated videos (default: 4)")
+    q.add_argument("--seconds", type=float, default=10.0, help="length of each generated video (default: 10)")
+
+    q = parsers["memory"]
+    q.add_argument("--preset", default="k400_b16_8x224")
+    q.add_argument("--batch-size", type=_positive, default=1)
+
+    q = parsers["recipes"]
+    q.add_argument("--clips", type=_positive, default=16, help="clips timed per case (default: 16)")
+    q.add_argument("--workdir", metavar="DIR", help="keep the generated and prepared files here")
+
+    q = parsers["feed-demo"]
+    q.add_argument("--workdir", required=True, metavar="DIR", help="the data, prepared files and training runs")
+    q.add_argument("--seeds", type=_count, nargs="+", default=[0, 1, 2])
+    q.add_argument("--paths", nargs="+", default=["source:cpu", "prepared:device"],
+                   choices=[f"{f}:{a}" for f in ("source", "prepared") for a in ("cpu", "device")],
+                   help="(files, augmentation) combinations to train (default: source:cpu prepared:device)")
+    q.add_argument("--rand-augment", action="store_true", help="rand-m7-n4-mstd0.5-inc1 on both paths")
+    q.add_argument("--crf", type=float, help="prepare with this CRF (default: prepare's)")
+    q.add_argument("--keyframe-interval", type=_positive, help="prepare with this keyframe interval")
+    q.add_argument("--lossless", action="store_true", help="prepare lossless (exact frames)")
+    q.add_argument("--epochs", type=_positive, help="default: the demo recipe's")
+    q.add_argument("--lr", type=float, help="learning rate (default: the demo recipe's)")
+    q.add_argument("--workers", type=_positive, default=2, help="processes for synth and prepare (default: 2)")
+    q.add_argument("--jobs", type=_positive, default=2, help="trainings at once (default: 2)")
+    q.add_argument("--threads", type=_positive, default=1, help="torch threads per training (default: 1)")
+
+
+def _device(q):
+    q.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda if available, else cpu)")
+
+
+def _threads(q):
+    q.add_argument("--threads", type=_positive, help="CPU threads (torch.set_num_threads) while it runs")
 
 
 def run(args) -> int:
-    from ..bench import TABLE_HEAD, bench_model, header, table_row, threads
-    from ..factory import create_model
+    from ..bench.common import device_of, environment, header, threads, write_json
+    from ..errors import UserError
 
-    with threads(args.threads):
-        if args.data:
-            from ..data import benchmark
-
-            benchmark.run()
-            return 0
-        mode = args.compile_mode or ("full" if args.compile else "none")
-        lines = [header()]
-        print(lines[0])
-        if args.inference_pipeline:
-            lines += _inference_pipeline(args)
-            print("\n".join(lines[1:]))
-        elif args.prepare:
-            lines += _prepare()
-            print("\n".join(lines[1:]))
-        elif args.pipeline:
-            lines += _pipeline(args, mode)
-            print("\n".join(lines[1:]))
-        else:
-            label = "training" if args.train else "inference"
-            r = bench_model(create_model(args.preset), args.batch_size, args.dtype, train=args.train, compile=mode,
-                            device=args.device, warmup=args.warmup, iters=args.iters, optimize=not args.reference,
-                            dpe=args.dpe, grad_ckpt=args.grad_ckpt, ckpt_policy=args.ckpt_policy,
-                            model_dtype=args.model_dtype)
-            impl = "reference" if args.reference else "ours"
-            lines += [TABLE_HEAD, table_row(label, impl, args.batch_size, r["precision"], r)]
-            print("\n".join(lines[1:]))
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        print(f"wrote {args.out}", file=sys.stderr)
+    if getattr(args, "device", None) is not None:
+        device_of(args.device)   # a device this machine lacks: one line, exit 2, before anything runs
+    if args.mode == "model" and args.train and args.dtype != "fp32":
+        raise UserError(f"--dtype {args.dtype} casts the weights, which is for inference; a training step keeps "
+                        "fp32 weights: use --amp bf16 (autocast)")
+    with threads(getattr(args, "threads", None) if args.mode in ("model", "pipeline") else None):
+        head = header()
+        print(head)
+        result, lines = RUNNERS[args.mode](args)
+        print("\n".join(lines))
+        env = environment()
+    if args.output:
+        options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "mode", "output", "quiet")}
+        write_json(args.output, {"benchmark": args.mode, "options": options, "environment": env,
+                                 "header": head, "result": result})
+        print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 
-def _prepare() -> list[str]:
-    """Markdown lines of ``--prepare``."""
-    from ..bench import _load, bench_prepare, prepare_table
+def _model(args):
+    from ..bench.model import TABLE_HEAD, bench_model, table_row
+    from ..factory import create_model
 
-    r = bench_prepare()
-    return [f"{r['files']} generated Kinetics-like files (10 s, 340x256, 30 fps H.264); prepared with "
-            f"{r['settings']}; one core, median of the reads; load average {_load()}", "", *prepare_table(r)]
+    r = bench_model(create_model(args.preset), args.batch_size, args.amp, train=args.train, compile=args.compile,
+                    device=args.device, warmup=args.warmup, iters=args.iters, optimize=not args.reference,
+                    dpe=args.dpe, grad_ckpt=args.grad_ckpt, ckpt_policy=args.ckpt_policy, dtype=args.dtype)
+    r["preset"] = args.preset
+    impl = "reference" if args.reference else "ours"
+    return r, [TABLE_HEAD, table_row(r["workload"], impl, args.batch_size, r["precision"], r)]
 
 
-def _pipeline(args, mode: str) -> list[str]:
-    """Markdown lines of ``--pipeline``: the per-core table, then the end-to-end run (``--steps`` > 0)."""
-    from ..bench import bench_pipeline, pipeline_rates, pipeline_table
+def _pipeline(args):
+    from ..bench.pipeline import bench_pipeline, pipeline_rates, pipeline_table
 
     r = pipeline_rates(args.preset, clips=args.clips, device=args.device, verbose=False)
     psnr = "-" if r["psnr"] is None else f"{r['psnr']:.1f} dB"
@@ -124,42 +225,88 @@ def _pipeline(args, mode: str) -> list[str]:
            f"{r['repeated_aug']} clip(s) per video; {r['files']} generated {r['seconds']:g} s 340x256 files, prepared "
            f"with the defaults (PSNR {psnr}, size x{r['size_ratio']:.2f}); {r['clips']} clips per case, one worker "
            f"process each; device: {r['device']}; load average {r['load']}", "", *pipeline_table(r)]
+    result = {"per_core": r, "end_to_end": None}
     if args.steps > 0:
-        e = bench_pipeline(args.preset, batch_size=args.batch_size, workers=4 if args.workers is None else args.workers,
-                           steps=args.steps, videos=args.videos or 32, dtype=args.dtype, device=args.device,
-                           compile=mode, train=True, grad_ckpt=args.grad_ckpt, files=args.files,
-                           augment_on=args.augment_on, verbose=False)
-        out += ["", "| preset | files | augmentation | batch | workers | clips/s | data wait | clips/s per worker core |",
+        e = bench_pipeline(args.preset, batch_size=args.batch_size, workers=args.workers, steps=args.steps,
+                           videos=args.videos, amp=args.amp, device=args.device, compile=args.compile,
+                           grad_ckpt=args.grad_ckpt, files=args.files, augment_on=args.augment_on, verbose=False)
+        result["end_to_end"] = e
+        out += ["", "| preset | files | augmentation | batch | workers | clips/s | data wait | "
+                    "clips/s per worker core |",
                 "|---|---|---|---|---|---|---|---|",
                 f"| {e['preset']} | {e['files']} | {e['augment_on']} | {e['batch_size']} | {e['workers']} | "
                 f"{e['clips_per_s']:.2f} | {100 * e['data_wait_fraction']:.0f}% | {e['clips_per_core_s']:.1f} |"]
-    return out
+    return result, out
 
 
-def _inference_pipeline(args) -> list[str]:
-    """Markdown lines of ``--inference-pipeline``."""
-    import os
+def _prepare(args):
+    from ..bench.common import load_text
+    from ..bench.prepare import bench_prepare, prepare_table
 
-    from ..inference.benchmark import bench_inference_pipeline, recipe_decode_rates
-    from ..inference.pipeline import default_workers
+    r = bench_prepare(intervals=tuple(args.intervals), frames=tuple(args.frames), files=args.files,
+                      seconds=args.seconds, draws=args.draws, verbose=not args.quiet)
+    return r, [f"{r['files']} generated Kinetics-like files ({args.seconds:g} s, 340x256, 30 fps H.264); prepared "
+               f"with {r['settings']}; one core, median of the reads; load average {load_text()}", "",
+               *prepare_table(r)]
 
-    if args.decode_presets:
-        rows = recipe_decode_rates(args.decode_presets, seconds=args.seconds)
-        return ["| preset | test views | frames x size | videos/s per core (decode + crops) |", "|---|---|---|---|"] + [
-            f"| {r['preset']} | {r['views']} | {r['frames']}x{r['size']} | {r['videos_per_core_s']:.2f} |" for r in rows]
-    top = default_workers() if args.workers is None else args.workers
-    batch = None if args.batch_size == 1 else args.batch_size   # --batch-size left at its default: the model's own
-    r = bench_inference_pipeline(args.preset, workers=tuple(range(top + 1)), videos=args.videos or 64,
-                                 seconds=args.seconds, views=args.views, task=args.task, device=args.device,
-                                 dtype=args.model_dtype, batch_size=batch, rounds=args.rounds)
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    out = [f"{r['task']} over {r['videos']} generated {r['seconds_per_video']:g} s 340x256 videos, {r['preset']}, "
-           f"views {r['views']}, {r['batch_size']} views per forward pass, {r['rounds']} rounds; load average {load}",
-           "", "| input workers | videos/s | clips/s | data wait | CPU s per video | vs 0 workers |",
-           "|---|---|---|---|---|---|"]
-    out += [f"| {x['workers']} | {x['videos_per_s']:.2f} | {x['clips_per_s']:.1f} | {100 * x['data_wait']:.0f}% | "
-            f"{x['cpu_s_per_video']:.3f} | {x['ratio']:.2f}x |" for x in r["rows"]]
-    out += ["", f"decode: {r['decode_videos_per_core_s']:.2f} videos/s per core; model alone ({r['device']}): "
-                f"{r['model_clips_per_s']:.1f} clips/s = {r['model_videos_per_s']:.2f} videos/s, which needs about "
-                f"{r['cores_for_model']:.1f} input worker cores"]
-    return out
+
+def _inference(args):
+    from ..bench.inference import bench_inference, inference_table
+
+    preset = None if args.model else (args.preset or "tiny_k400_8x64")
+    r = bench_inference(preset, model_path=args.model, workers=args.workers, videos=args.videos,
+                        seconds=args.seconds, views=args.views, task=args.task, device=args.device, dtype=args.dtype,
+                        rounds=args.rounds, cases=args.cases, command=args.time_command, workdir=args.workdir,
+                        video=args.video, folder=args.folder, verbose=not args.quiet)
+    return r, inference_table(r)
+
+
+def _decode(args):
+    from ..bench.decode import bench_decode, format_table
+
+    r = bench_decode(repeats=args.repeats, num_frames=args.frames)
+    s = r["shipping"]
+    return r, [format_table(r["rows"]), "",
+               f"val clip to the model: float in the worker {s['float_worker_ms']:.1f} ms, "
+               f"{s['float_bytes'] / 2**20:.2f} MiB; uint8 in the worker {s['uint8_worker_ms']:.1f} ms, "
+               f"{s['uint8_bytes'] / 2**20:.2f} MiB (+ normalising on the device)"]
+
+
+def _views(args):
+    from ..bench.inference import recipe_decode_rates
+
+    rows = recipe_decode_rates(args.preset, videos=args.videos, seconds=args.seconds)
+    return {"rows": rows, "videos": args.videos, "seconds_per_video": args.seconds}, [
+        "| preset | test views | frames x size | videos/s per core (decode + crops) |", "|---|---|---|---|"] + [
+        f"| {r['preset']} | {r['views']} | {r['frames']}x{r['size']} | {r['videos_per_core_s']:.2f} |" for r in rows]
+
+
+def _memory(args):
+    from ..bench.memory import bench_memory, memory_table
+
+    r = bench_memory(args.preset, args.batch_size, verbose=not args.quiet)
+    return r, [f"{args.preset}, batch {args.batch_size}, fp32, one forward and backward pass per process",
+               *memory_table(r)]
+
+
+def _recipes(args):
+    from ..bench.recipes import bench_recipes, recipes_table
+
+    r = bench_recipes(clips=args.clips, workdir=args.workdir, verbose=not args.quiet)
+    return r, [f"load average {r['load_start']} at the start, {r['load_end']} at the end", "", *recipes_table(r)]
+
+
+def _feed_demo(args):
+    from ..bench.feed_demo import feed_demo, feed_demo_table
+
+    r = feed_demo(args.workdir, args.seeds, paths=args.paths, rand_augment=args.rand_augment, workers=args.workers,
+                  crf=args.crf, keyframe_interval=args.keyframe_interval, lossless=args.lossless,
+                  epochs=args.epochs, lr=args.lr, jobs=args.jobs, threads=args.threads, verbose=not args.quiet)
+    lines = feed_demo_table(r) + [""] + [
+        f"test top-1, {label}: mean {s['mean']:.2f} (min {s['min']:.2f}, max {s['max']:.2f}, {s['seeds']} seeds)"
+        for label, s in r["test_top1"].items()]
+    return r, lines
+
+
+RUNNERS = {"model": _model, "pipeline": _pipeline, "prepare": _prepare, "inference": _inference, "decode": _decode,
+           "views": _views, "memory": _memory, "recipes": _recipes, "feed-demo": _feed_demo}

@@ -27,7 +27,7 @@ def add_parser(subparsers):
     p.add_argument("--short-side", type=int, default=320, help="short side in pixels, never enlarged (default 320)")
     p.add_argument("--keep-size", action="store_true", help="keep the stored frame size")
     p.add_argument("--keyframe-interval", type=int, default=None, metavar="N",
-                   help="frames between keyframes (default 8, from `bench --prepare`)")
+                   help="frames between keyframes (default 8, from `bench prepare`)")
     p.add_argument("--all-intra", action="store_true", help="every frame a keyframe (fastest reads, largest files)")
     p.add_argument("--crf", type=float, default=None, help="x264 constant quality (default 14; lower: better)")
     x264 = p.add_argument("--x264-preset", "--preset", dest="x264_preset", default=None, metavar="NAME",

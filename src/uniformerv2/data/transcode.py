@@ -22,7 +22,7 @@ What ``transcode`` writes, per video:
 - **video only**: audio, subtitles and data streams are dropped; rotation metadata too (frames stay in stored
   orientation, as every reader here returns them).
 
-The defaults come from ``bench --prepare`` (docs/benchmarks.md): reading time of 8-, 16- and 32-frame sparse
+The defaults come from ``bench prepare`` (docs/benchmarks.md): reading time of 8-, 16- and 32-frame sparse
 clips, file size and PSNR for each keyframe interval.
 
 ``prepare_dataset`` runs ``transcode`` over a list file or a folder in worker processes, resumably: a prepared file
