@@ -361,7 +361,7 @@ def test_shell_lines_are_read_as_a_shell_reads_them(tmp_path):
 def test_a_removed_option_fails(tmp_path):
     doc = tmp_path / "x.md"
     doc.write_text("```bash\nuniformerv2 predict v.mp4 --model m --top-k 3 --no-such-option\n"
-                   "python benchmarks/memory_cpu.py --batch-size 1 --no-such-option\n"
+                   "python benchmarks/cpu_vs_official.py --official x.py --no-such-option\n"
                    "python -m uniformerv2.demo --no-such-option\nmake no-such-target\n"
                    "uniformerv2 predict v.mp4 --model M --top-k N\n```\n")
     why = [check(c) for c in doc_commands(doc)]
