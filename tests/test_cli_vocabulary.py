@@ -75,8 +75,6 @@ def test_every_command_has_help_without_old_spellings(capsys):
         assert e.value.code == 0
         text = capsys.readouterr().out
         assert text.startswith(f"usage: uniformerv2 {name}"), name
-        if name == "bench":  # its own options are being reworked separately
-            continue
         assert not [h for h in HIDDEN if h in text], (name, text)
         if name in WRITERS:
             assert "--output" in text and "-o " in text, name
@@ -120,7 +118,7 @@ def test_dtype_is_one_choice_list_and_preset_is_a_model_preset():
             if "--dtype" in a.option_strings:
                 assert tuple(a.choices) == ("fp32", "bf16", "fp16"), name
             shown = set(a.option_strings) - getattr(a, "hidden_aliases", set())
-            if "--preset" in shown and name != "bench":
+            if "--preset" in shown:
                 assert a.dest == "preset" and "preset" in a.help and "x264" not in a.help, name
     x264 = next(a for a in parsers["prepare"]._actions if "--x264-preset" in a.option_strings)
     assert x264.dest == "x264_preset" and parse("prepare", "l.csv", "-o", "o", "--preset", "fast").x264_preset == "fast"
@@ -130,8 +128,6 @@ def test_workers_quiet_and_eval_options_are_shared():
     parsers = subparsers()
     with_workers = []
     for name, p in parsers.items():
-        if name == "bench":
-            continue
         for a in p._actions:
             if "--workers" in a.option_strings:
                 with_workers.append(name)

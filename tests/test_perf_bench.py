@@ -213,7 +213,7 @@ def test_bench_inference_default_against_explicit_workers(tmp_path):
 
 def test_bench_inference_cli_times_the_predict_command(tmp_path, capsys):
     out = tmp_path / "i.json"
-    assert main(["bench", "inference", "--preset", "uniformerv2_nano", "--workers", "0", "--cases", "one",
+    assert main(["bench", "inference", "--preset", "uniformerv2_nano", "--worker-counts", "0", "--cases", "one",
                  "--rounds", "1", "--seconds", "1", "--command", "--workdir", str(tmp_path / "w"), "-o", str(out),
                  "--quiet"]) == 0
     r = json.loads(out.read_text())["result"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .common import add_device, add_output, add_preset, add_quiet, add_workers, workers_for
+
 DPE_CHOICES = ("auto", "conv", "triton")  # accel.DPE_CHOICES, without importing torch for --help
 COMPILE_CHOICES = ("none", "full", "regional", "reduce-overhead", "max-autotune")
 POLICIES = ("branches", "block", "save_attention")
@@ -20,7 +22,7 @@ MODES = {
     "pipeline": "training input pipeline: clips per CPU core (raw / prepared files x augmentation on the CPU / "
                 "the device), then end-to-end training throughput with real decoding",
     "prepare": "prepared files per keyframe interval: PSNR, size, CPU time of sparse training reads",
-    "inference": "predict with the default input workers against explicit --workers counts, side by side, for "
+    "inference": "predict with the default input workers against explicit worker counts, side by side, for "
                  "one video and a folder; the ratio of the default to the best",
     "decode": "the sparse clip reader against decoding every frame, per core",
     "views": "per-core decode rate of model presets' test views (no model is built)",
@@ -58,15 +60,15 @@ def add_parser(sub):
     modes.required = True
     parsers = {name: modes.add_parser(name, help=text, description=text) for name, text in MODES.items()}
     for name, q in parsers.items():
-        q.add_argument("--output", "-o", metavar="FILE", help="also write the results here as JSON")
+        add_output(q, metavar="FILE", help="also write the results here as JSON")
         if name in ("prepare", "inference", "memory", "recipes", "feed-demo"):
-            q.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+            add_quiet(q)
             q.set_defaults(func=run)
         else:
             q.set_defaults(func=run, quiet=True)
 
     q = parsers["model"]
-    q.add_argument("--preset", default="k400_b16_8x224", help="model preset (random weights; default: %(default)s)")
+    add_preset(q, default="k400_b16_8x224", help="model preset (random weights; default: %(default)s)")
     q.add_argument("--batch-size", type=_positive, default=1)
     q.add_argument("--dtype", choices=DTYPES, default="fp32",
                    help="compute dtype: the weights and the input cast to it, as `predict --dtype` (inference only)")
@@ -89,13 +91,12 @@ def add_parser(sub):
     _threads(q)
 
     q = parsers["pipeline"]
-    q.add_argument("--preset", default="k400_b16_8x224", help="model preset whose training recipe is fed")
+    add_preset(q, default="k400_b16_8x224", help="model preset whose training recipe is fed")
     q.add_argument("--clips", type=_positive, default=24, help="clips timed per case of the per-core table")
     q.add_argument("--steps", type=_count, default=10,
                    help="timed steps of the end-to-end run (0: only the per-core table)")
     q.add_argument("--batch-size", type=_positive, default=8, help="end-to-end run: clips per step")
-    q.add_argument("--workers", type=_count, default=4, help="end-to-end run: DataLoader worker processes "
-                   "(default: %(default)s)")
+    add_workers(q, "end-to-end run: DataLoader worker processes")
     q.add_argument("--videos", type=_positive, default=32, help="end-to-end run: dataset size (files are generated)")
     q.add_argument("--files", choices=["raw", "prepared"], default="prepared",
                    help="end-to-end run: generated files as written, or prepared (default)")
@@ -118,10 +119,10 @@ def add_parser(sub):
 
     q = parsers["inference"]
     src = q.add_mutually_exclusive_group()
-    src.add_argument("--preset", help="model preset, random weights (default: tiny_k400_8x64)")
+    add_preset(src, help="model preset, random weights (default: tiny_k400_8x64)")
     src.add_argument("--model", metavar="M",
                      help="a model directory, run directory or pretrained name (instead of --preset)")
-    q.add_argument("--workers", type=_count, nargs="+", default=[0, 1, 2], metavar="N",
+    q.add_argument("--worker-counts", type=_count, nargs="+", default=[0, 1, 2], metavar="N",
                    help="explicit input-worker counts timed beside the default (default: 0 1 2)")
     q.add_argument("--videos", type=_positive, default=8, help="generated videos in the folder case (default: 8)")
     q.add_argument("--video", metavar="FILE", help="your own video for the one-video case (default: a generated one)")
@@ -149,7 +150,7 @@ def add_parser(sub):
     q.add_argument("--seconds", type=float, default=10.0, help="length of each generated video (default: 10)")
 
     q = parsers["memory"]
-    q.add_argument("--preset", default="k400_b16_8x224")
+    add_preset(q, default="k400_b16_8x224")
     q.add_argument("--batch-size", type=_positive, default=1)
 
     q = parsers["recipes"]
@@ -168,13 +169,13 @@ def add_parser(sub):
     q.add_argument("--lossless", action="store_true", help="prepare lossless (exact frames)")
     q.add_argument("--epochs", type=_positive, help="default: the demo recipe's")
     q.add_argument("--lr", type=float, help="learning rate (default: the demo recipe's)")
-    q.add_argument("--workers", type=_positive, default=2, help="processes for synth and prepare (default: 2)")
+    add_workers(q, "processes for synth and prepare")
     q.add_argument("--jobs", type=_positive, default=2, help="trainings at once (default: 2)")
     q.add_argument("--threads", type=_positive, default=1, help="torch threads per training (default: 1)")
 
 
 def _device(q):
-    q.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda if available, else cpu)")
+    add_device(q)
 
 
 def _threads(q):
@@ -227,7 +228,8 @@ def _pipeline(args):
            f"process each; device: {r['device']}; load average {r['load']}", "", *pipeline_table(r)]
     result = {"per_core": r, "end_to_end": None}
     if args.steps > 0:
-        e = bench_pipeline(args.preset, batch_size=args.batch_size, workers=args.workers, steps=args.steps,
+        workers = args.workers if args.workers is not None else workers_for(args.videos)
+        e = bench_pipeline(args.preset, batch_size=args.batch_size, workers=workers, steps=args.steps,
                            videos=args.videos, amp=args.amp, device=args.device, compile=args.compile,
                            grad_ckpt=args.grad_ckpt, files=args.files, augment_on=args.augment_on, verbose=False)
         result["end_to_end"] = e
@@ -254,7 +256,7 @@ def _inference(args):
     from ..bench.inference import bench_inference, inference_table
 
     preset = None if args.model else (args.preset or "tiny_k400_8x64")
-    r = bench_inference(preset, model_path=args.model, workers=args.workers, videos=args.videos,
+    r = bench_inference(preset, model_path=args.model, workers=args.worker_counts, videos=args.videos,
                         seconds=args.seconds, views=args.views, task=args.task, device=args.device, dtype=args.dtype,
                         rounds=args.rounds, cases=args.cases, command=args.time_command, workdir=args.workdir,
                         video=args.video, folder=args.folder, verbose=not args.quiet)
@@ -299,7 +301,8 @@ def _recipes(args):
 def _feed_demo(args):
     from ..bench.feed_demo import feed_demo, feed_demo_table
 
-    r = feed_demo(args.workdir, args.seeds, paths=args.paths, rand_augment=args.rand_augment, workers=args.workers,
+    workers = args.workers if args.workers is not None else workers_for(len(args.seeds) * len(args.paths))
+    r = feed_demo(args.workdir, args.seeds, paths=args.paths, rand_augment=args.rand_augment, workers=workers,
                   crf=args.crf, keyframe_interval=args.keyframe_interval, lossless=args.lossless,
                   epochs=args.epochs, lr=args.lr, jobs=args.jobs, threads=args.threads, verbose=not args.quiet)
     lines = feed_demo_table(r) + [""] + [

@@ -189,7 +189,7 @@ class Engine:
                 return num_videos * (decode / FFMPEG_THREAD_GAIN + model_s(0))
             return num_videos * max(decode / workers, model_s(workers)) + WORKER_START_S
 
-        top = max(0, cores - 1) if gpu else cores
+        top = min(num_videos, max(0, cores - 1) if gpu else cores)   # a worker reads one video at a time
         return min(range(top + 1), key=lambda w: (total(w), w))
 
     # ---------------------------------------------------------------- a run
