@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_device, add_output, add_preset, add_quiet, add_workers, workers_for
+from .common import add_device, add_output, add_preset, add_quiet, add_workers, at_least, workers_for
 
 DPE_CHOICES = ("auto", "conv", "triton")  # accel.DPE_CHOICES, without importing torch for --help
 COMPILE_CHOICES = ("none", "full", "regional", "reduce-overhead", "max-autotune")
@@ -33,24 +33,7 @@ MODES = {
 }
 
 
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
-
-
-def _count(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
-    return n
+_positive, _count = at_least(1), at_least(0)
 
 
 def add_parser(sub):

@@ -51,14 +51,20 @@ def device_arg(value: str) -> str:
     return value
 
 
-def workers_arg(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of processes") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
-    return n
+def at_least(minimum: int):
+    """An argparse type: a whole number, ``minimum`` or more."""
+    def whole(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {n}")
+        return n
+    return whole
+
+
+workers_arg = at_least(0)
 
 
 # ------------------------------------------------------------------------------------------ the options
