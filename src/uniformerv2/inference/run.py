@@ -133,7 +133,7 @@ def run_dataset(clf, videos: list, out, *, task: str = "predict", names: list | 
     else:
         results = clf.stream(inputs, todo, spec, task=task, top_k=top_k, workers=workers, stats=stats)
     for i, res in results:
-        rec = {"index": i, "path": videos[i]}
+        rec = {"index": i, "path": videos[i], **({"label": int(labels[i])} if task == "eval" else {})}
         if isinstance(res, Failure):
             rec.update(status="failed", error=res.error)
             bar.write(f"{videos[i]}: ERROR: {res.error}", file=sys.stderr)
@@ -144,11 +144,9 @@ def run_dataset(clf, videos: list, out, *, task: str = "predict", names: list | 
             rec.update(status="done", outputs=[p.relative_to(out).as_posix() for p in written],
                        shape=list(res.features.shape))
         elif task == "eval":
-            rec.update(status="done", label=int(labels[i]), scores=encode_scores(res))
+            rec.update(status="done", scores=encode_scores(res))
         else:
             rec.update(status="done", result=res.to_dict())
-        if task == "eval" and rec["status"] == "failed":
-            rec["label"] = int(labels[i])
         records.append(rec)
         bar.update(1)
     bar.close()
