@@ -165,9 +165,9 @@ def test_finetune_device_index_reaches_the_training_config():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
-def test_a_cuda_device_without_cuda_is_one_line(tmp_path):
-    r = cli("train", "--config", "demo_synth", "-o", tmp_path / "run", "--device", "cuda:1")
-    assert r.returncode == 2 and r.stderr == "uniformerv2: error: device 'cuda:1' asked for but CUDA is not available\n"
+def test_a_cuda_device_without_cuda_is_one_line(tmp_path, capsys):
+    assert main(["train", "--config", "demo_synth", "-o", str(tmp_path / "run"), "--device", "cuda:1"]) == 2
+    assert capsys.readouterr().err == "uniformerv2: error: device 'cuda:1' asked for but CUDA is not available\n"
 
 
 def test_demo_subcommand_parses_as_the_module_does():
@@ -182,9 +182,10 @@ def test_demo_subcommand_parses_as_the_module_does():
         assert sub == vars(module.parse_args(argv)), argv
 
 
-def test_version():
-    r = cli("--version")
-    assert r.returncode == 0 and r.stdout == f"uniformerv2 {uniformerv2.__version__}\n"
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out == f"uniformerv2 {uniformerv2.__version__}\n"
 
 
 def test_models_pattern_matching_nothing_is_an_error_with_or_without_pretrained(capsys):
@@ -197,7 +198,7 @@ def test_models_pattern_matching_nothing_is_an_error_with_or_without_pretrained(
     assert "k400_b16_8x224" in listed and "ssv2_" not in listed
 
 
-def test_a_bug_keeps_its_traceback_while_a_user_error_is_one_line(tmp_path):
+def test_a_bug_keeps_its_traceback_while_a_user_error_is_one_line(tmp_path, capsys):
     bug = ("import sys, uniformerv2.cli.models as m\n"
            "m.run = lambda args: int('not a number')  # a programming error: a bare ValueError\n"
            "from uniformerv2.cli import main\n"
@@ -205,27 +206,33 @@ def test_a_bug_keeps_its_traceback_while_a_user_error_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-c", bug], capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "Traceback (most recent call last)" in r.stderr
     assert "ValueError: invalid literal for int()" in r.stderr and "uniformerv2: error" not in r.stderr
-    r = cli("models", "zzz")
-    assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
-    r = cli("eval", "--config", tmp_path / "missing.yaml", "--model", tmp_path)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "missing.yaml" in r.stderr
+    assert main(["models", "zzz"]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.count("\n") == 1 and "Traceback" not in out.err
+    assert main(["eval", "--config", str(tmp_path / "missing.yaml"), "--model", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing.yaml" in err
 
 
-def test_results_on_stdout_messages_on_stderr_and_exit_1_for_failed_inputs(tmp_path):
+def test_results_on_stdout_messages_on_stderr_and_exit_1_for_failed_inputs(tmp_path, capsys):
     data = tmp_path / "syn"
-    r = cli("synth", "-o", data, "--classes", "moving left,moving right", "--videos-per-class", "2", "--frames", "4",
-            "--size", "16", "--workers", "0", "--quiet")
-    assert r.returncode == 0 and r.stdout == "", r.stderr
-    assert "wrote 4 videos" in r.stderr and (data / "labels.txt").read_text() == "moving left\nmoving right\n"
+    rc = main(["synth", "-o", str(data), "--classes", "moving left,moving right", "--videos-per-class", "2",
+               "--frames", "4", "--size", "16", "--workers", "0", "--quiet"])
+    out = capsys.readouterr()
+    assert rc == 0 and out.out == "", out.err
+    assert "wrote 4 videos" in out.err and (data / "labels.txt").read_text() == "moving left\nmoving right\n"
 
-    r = cli("scan", data / "videos", "-o", tmp_path / "scan.json", "--workers", "0", "--quiet")
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == "4/4 videos readable (class folders (2 classes))\n"
-    assert r.stderr == f"wrote {tmp_path / 'scan.json'}\n"
+    rc = main(["scan", str(data / "videos"), "-o", str(tmp_path / "scan.json"), "--workers", "0", "--quiet"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert out.out == "4/4 videos readable (class folders (2 classes))\n"
+    assert out.err == f"wrote {tmp_path / 'scan.json'}\n"
     assert json.loads((tmp_path / "scan.json").read_text())["ok"] == 4
 
     (data / "videos" / "moving_left" / "broken.mp4").write_bytes(b"not a video" * 50)
     write_video(data / "videos" / "moving_left" / "extra.mp4", 6, width=32, height=32)
-    r = cli("scan", data / "videos", "--report", tmp_path / "old.json", "--quiet")  # the old spelling
-    assert r.returncode == 1 and r.stdout.startswith("5/6 videos readable") and "broken.mp4" in r.stdout
+    rc = main(["scan", str(data / "videos"), "--report", str(tmp_path / "old.json"), "--workers", "0",
+               "--quiet"])  # the old spelling
+    out = capsys.readouterr()
+    assert rc == 1 and out.out.startswith("5/6 videos readable") and "broken.mp4" in out.out
     assert json.loads((tmp_path / "old.json").read_text())["failed"] == 1

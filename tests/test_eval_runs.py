@@ -94,7 +94,7 @@ def test_eval_list_and_root_options(setup, tmp_path):
     assert "(2 videos, 0 skipped" in r.stdout and "2 videos in" in r.stderr
 
 
-def test_eval_maps_the_lists_labels_by_name_or_refuses(tmp_path):
+def test_eval_maps_the_lists_labels_by_name_or_refuses(tmp_path, capsys):
     """A model whose classes are in sorted-folder order and a list whose indices follow another order (the
     labels file beside it): per_class.csv names the videos' true classes; without the labels file, one line
     and exit 2; --labels model takes the indices as they are."""
@@ -111,15 +111,16 @@ def test_eval_maps_the_lists_labels_by_name_or_refuses(tmp_path):
     (tmp_path / "test.csv").write_text("".join(lines))
     (tmp_path / "cfg.yaml").write_text(f"model: {{preset: uniformerv2_nano, options: {{num_frames: 4}}}}\n"
                                        f"data: {{root: {tmp_path}, test: test.csv}}\ntrain: {{progress: false}}\n")
-    cmd = ["-m", "uniformerv2", "eval", "--config", str(tmp_path / "cfg.yaml"), "--model", str(tmp_path / "model"),
-           "--workers", "0"]
-    r = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
-    assert r.returncode == 2 and "labels.txt" in r.stderr and "Traceback" not in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    from uniformerv2.cli import main
+
+    cmd = ["eval", "--config", str(tmp_path / "cfg.yaml"), "--model", str(tmp_path / "model"), "--workers", "0"]
+    assert main(cmd) == 2
+    err = capsys.readouterr().err
+    assert "labels.txt" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
     (tmp_path / "labels.txt").write_text("\n".join(list_order) + "\n")
-    r = run([*cmd, "--output", str(tmp_path / "out")])
-    assert "mapped to the model's classes by name" in r.stderr
+    assert main([*cmd, "--output", str(tmp_path / "out")]) == 0
+    assert "mapped to the model's classes by name" in capsys.readouterr().err
     preds = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert [model_labels[p["label"]] for p in sorted(preds, key=lambda p: p["index"])] == list_order
     rows = list(csv.DictReader((tmp_path / "out" / "per_class.csv").open()))
@@ -127,5 +128,5 @@ def test_eval_maps_the_lists_labels_by_name_or_refuses(tmp_path):
     assert {(r["name"], r["support"]) for r in rows} == {(c, "1") for c in model_labels}
     assert [r["name"] for r in rows] == model_labels and [int(r["class"]) for r in rows] == [0, 1, 2, 3]
 
-    r = run([*cmd, "--labels", "model"])
-    assert "model's order" in r.stderr
+    assert main([*cmd, "--labels", "model"]) == 0
+    assert "model's order" in capsys.readouterr().err
