@@ -55,9 +55,11 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
     assert (tmp_path / "out" / "keep.txt").read_text() == "precious"
 
 
-def test_unreadable_weights_are_one_line_through_the_cli(tmp_path):
-    """A few kinds as a user meets them (test_weights.py feeds every kind through the API)."""
+def test_unreadable_weights_are_one_line_through_the_cli(tmp_path, capsys):
+    """A few kinds as a user meets them (test_weights.py feeds every kind through the API); the CLI's own
+    entry point in this process (one real subprocess above shows the same path end to end)."""
     from test_weights import unreadable_weights
+    from uniformerv2.cli import main
 
     files = unreadable_weights(tmp_path)
     video = files["clip.mp4"][0]
@@ -65,9 +67,10 @@ def test_unreadable_weights_are_one_line_through_the_cli(tmp_path):
              (("info", files["url.pyth"][0]), "url.pyth"),
              (("predict", video, "--model", video), "clip.mp4")]
     for args, name in cases:
-        r = cli(*args)
+        rc = main([str(a) for a in args])
+        err = capsys.readouterr().err
         path, says = files[name]
-        assert r.returncode == 2, (args, r.stdout, r.stderr)
-        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-        assert r.stderr.strip() == f"uniformerv2: error: {path} {says}" or \
-            r.stderr.startswith(f"uniformerv2: error: {path} {says}"), r.stderr
+        assert rc == 2, (args, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert err.strip() == f"uniformerv2: error: {path} {says}" or \
+            err.startswith(f"uniformerv2: error: {path} {says}"), err
