@@ -136,7 +136,15 @@ def parse(dataset: str, annotations, index: VideoIndex, rows: Rows, labels_name:
         all_rows.extend(got)
     parsed = Parsed(labels_name, {}, files)
 
+    memo: dict[tuple, int] = {}
+
     def label_of(r: Row) -> int:
+        key = (r.version, r.label)
+        if key not in memo:
+            memo[key] = _label_of(r)
+        return memo[key]
+
+    def _label_of(r: Row) -> int:
         known = _canon(r.version)
         i = known.get(canonical_name(r.label))
         if i is None:
@@ -146,6 +154,9 @@ def parse(dataset: str, annotations, index: VideoIndex, rows: Rows, labels_name:
             raise UserError(f"{r.where}: class {r.label!r} has no class in {labels_name}")
         return out_index[name]
 
+    for r in all_rows:   # every class named, also in rows left out below
+        if r.label is not None:
+            label_of(r)
     order = {v: k for k, v in enumerate(VERSIONS)}
     all_rows.sort(key=lambda r: order.get(r.version, len(VERSIONS)))   # stable: file order inside a version
     by_split = {s: [r for r in all_rows if r.split == s] for s in ("train", "val", "test")}
