@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 K_HEADER = "label,youtube_id,time_start,time_end,split,is_cc\n"
 
 
-def cli(*args):
+def cli(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "uniformerv2", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
+                          cwd=cwd, timeout=300)
 
 
 def lines(path):
@@ -385,7 +385,9 @@ def test_lists_then_train_a_shipped_recipe_on_a_mini_kinetics(tmp_path):
     video(v / "valvideo000_000000_000002.mp4", frames=12)
     kcsv(ann / "train.csv", train)
     kcsv(ann / "validate.csv", ["yoga,valvideo000,0,2,val,0"])
-    r = cli("lists", "kinetics400", ann / "train.csv", ann / "validate.csv", "--videos", v, "-o", tmp_path / "lists")
+    # as docs/data.md writes it: relative paths, from a folder that holds a "kinetics400" folder
+    r = cli("lists", "kinetics400", "kinetics400/train.csv", "kinetics400/validate.csv", "--videos", "videos",
+            "-o", "lists", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     r = cli("train", "--config", "k400_b16_8x224_clip", "--output", tmp_path / "run", f"data.root={tmp_path / 'lists'}",
             "model.preset=tiny_k400_8x64", "train.batch_size=2", "train.max_steps=1",

@@ -81,3 +81,8 @@ def kinetics710_map(version: int) -> tuple[int, ...]:
         raise UserError(f"no Kinetics-710 map for Kinetics-{version}; 400, 600 or 700")
     ref = resources.files(__name__).joinpath(f"kinetics710_map_k{version}.json")
     return tuple(int(i) for i in json.loads(ref.read_text(encoding="utf-8")))
+
+
+def shipped_labels(name: str) -> list[str]:
+    """A shipped label list by name only (never a file or folder of that name in the working directory)."""
+    return list(_shipped(str(name)))

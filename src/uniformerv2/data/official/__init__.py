@@ -40,7 +40,7 @@ def build_lists(dataset: str, annotations, videos, output, *, check: bool = Fals
     ``check``: decode every found video (first and last frame, ``data.check``, in ``workers`` processes) and
     leave out the undecodable ones. ``skip_bad``: malformed rows are counted and left out instead of stopping
     the run with a ``UserError`` naming ``file:line``."""
-    from ...labels import load_labels
+    from ...labels import shipped_labels
 
     if dataset not in LABEL_LISTS:
         raise UserError(f"unknown dataset {dataset!r}; choose {', '.join(DATASETS)}")
@@ -59,5 +59,5 @@ def build_lists(dataset: str, annotations, videos, output, *, check: bool = Fals
     else:
         from .activitynet import parse
     parsed = parse(dataset, annotations, index, rows, labels_name)
-    return finish(dataset, parsed, rows, output, videos=videos, labels=load_labels(labels_name), check=check,
+    return finish(dataset, parsed, rows, output, videos=videos, labels=shipped_labels(labels_name), check=check,
                   workers=workers, timeout=timeout, progress=progress)

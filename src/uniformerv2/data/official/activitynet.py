@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from ...errors import UserError, VideoError
-from ...labels import load_labels
+from ...labels import shipped_labels
 from .common import Entry, Parsed, Rows, VideoIndex, dedupe, label_index, lookup, read_json, read_text
 
 TITLES = {"activitynet": "ActivityNet", "hacs": "HACS"}
@@ -27,7 +27,7 @@ SUBSETS = {"training": "train", "validation": "val", "testing": "test"}
 
 
 def parse(dataset: str, annotations, index: VideoIndex, rows: Rows, labels_name: str) -> Parsed:
-    known = label_index(load_labels(labels_name))
+    known = label_index(shipped_labels(labels_name))
     parsed = Parsed(labels_name, {})
     segments: dict[str, list[Entry]] = {"train": [], "val": []}
     clips: dict[str, list[Entry]] = {"train": [], "val": []}

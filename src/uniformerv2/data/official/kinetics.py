@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ...errors import UserError
-from ...labels import canonical_name, kinetics710_map, load_labels
+from ...labels import canonical_name, kinetics710_map, shipped_labels
 from .common import SPLIT_WORDS, Entry, Parsed, Rows, VideoIndex, dedupe, read_text, split_of_name
 
 VERSIONS = (400, 600, 700)
@@ -43,7 +43,7 @@ class Row:
 
 @lru_cache(maxsize=None)
 def _canon(version: int) -> dict[str, int]:
-    return {canonical_name(n): i for i, n in enumerate(load_labels(f"kinetics{version}"))}
+    return {canonical_name(n): i for i, n in enumerate(shipped_labels(f"kinetics{version}"))}
 
 
 def version_of_path(path) -> tuple[int | None, str]:
@@ -118,8 +118,8 @@ def read_file(path, rows: Rows) -> tuple[list[Row], dict]:
 
 def parse(dataset: str, annotations, index: VideoIndex, rows: Rows, labels_name: str) -> Parsed:
     want = None if dataset == "kinetics710" else int(dataset.removeprefix("kinetics"))
-    out_index = {canonical_name(n): i for i, n in enumerate(load_labels(labels_name))}
-    k710 = load_labels("kinetics710")
+    out_index = {canonical_name(n): i for i, n in enumerate(shipped_labels(labels_name))}
+    k710 = shipped_labels("kinetics710")
     all_rows: list[Row] = []
     files = []
     for path in annotations:

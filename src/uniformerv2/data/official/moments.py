@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 
 from ...errors import UserError
-from ...labels import load_labels
+from ...labels import shipped_labels
 from ..video import VIDEO_EXTENSIONS
 from .common import Entry, Parsed, Rows, VideoIndex, dedupe, label_index, lookup, read_text, split_of_name
 
@@ -17,7 +17,7 @@ FOLDERS = {"train": "training", "val": "validation"}
 
 
 def parse(dataset: str, annotations, index: VideoIndex, rows: Rows, labels_name: str) -> Parsed:
-    known = label_index(load_labels(labels_name))
+    known = label_index(shipped_labels(labels_name))
     parsed = Parsed(labels_name, {})
     categories: dict[str, str] = {}          # the categories file's index -> name
     entries: dict[str, list[Entry]] = {"train": [], "val": []}

@@ -16,14 +16,14 @@ import re
 from pathlib import Path
 
 from ...errors import UserError
-from ...labels import load_labels
+from ...labels import shipped_labels
 from .common import Entry, Parsed, Rows, VideoIndex, dedupe, label_index, lookup, read_json, read_text, split_of_name
 
 _FRAME = re.compile(r"(img_)?(\d+)\.jpe?g$", re.I)
 
 
 def parse(dataset: str, annotations, index: VideoIndex, rows: Rows, labels_name: str) -> Parsed:
-    names = load_labels(labels_name)
+    names = shipped_labels(labels_name)
     known = label_index(names)
     parsed = Parsed(labels_name, {})
     entries: dict[str, list[Entry]] = {"train": [], "val": []}
