@@ -203,6 +203,20 @@ def test_kinetics710_union_rule_leaks_and_class_indices_by_name(tmp_path):
     assert [f["version"] for f in report["annotations"]] == [700, 700, 600, 600, 400, 400, 400]
 
 
+def test_kinetics710_version_from_classes_when_no_folder_or_name_says_it(tmp_path):
+    k6 = {canonical_name(n) for n in load_labels("kinetics600")}
+    only700 = next(n for n in load_labels("kinetics700") if canonical_name(n) not in k6)
+    later = kcsv(tmp_path / "a" / "train.csv", [f'"{only700}",xxxxxxxxxxx,0,10,train,0'])
+    first = kcsv(tmp_path / "b" / "train.csv", ["abseiling,yyyyyyyyyyy,0,10,train,0"])
+    (tmp_path / "v").mkdir()
+    report = build_lists("kinetics710", [later, first], tmp_path / "v", tmp_path / "out")
+    assert [(f["version"], f["version_from"]) for f in report["annotations"]] == [(700, "classes"), (400, "classes")]
+    assert lines(tmp_path / "out" / "missing.txt") == ["train,yyyyyyyyyyy,yyyyyyyyyyy_000000_000010.mp4",
+                                                       "train,xxxxxxxxxxx,xxxxxxxxxxx_000000_000010.mp4"]
+    assert report["kinetics710"]["train_rows"] == {"400": 1, "600": 0, "700": 1}
+    assert report["notes"] == ["Kinetics-710 is built from Kinetics-400, 600 and 700; given: 400, 700"]
+
+
 def test_shipped_k710_maps_agree_with_the_class_names():
     k710 = [canonical_name(n) for n in load_labels("kinetics710")]
     for v in (400, 600, 700):
