@@ -22,6 +22,7 @@ WRITERS = {
     "train": ["--config", "c.yaml"],
     "finetune": ["data/"],
     "scan": ["list.csv"],
+    "lists": ["kinetics400", "train.csv", "--videos", "v"],
     "prepare": ["list.csv"],
     "synth": [],
     "convert": ["model.pyth"],
@@ -132,7 +133,8 @@ def test_workers_quiet_and_eval_options_are_shared():
             if "--workers" in a.option_strings:
                 with_workers.append(name)
                 assert a.default is None and "chosen from the work" in a.help, name
-    assert sorted(with_workers) == ["eval", "features", "finetune", "predict", "prepare", "scan", "synth"]
+    assert sorted(with_workers) == ["eval", "features", "finetune", "lists", "predict", "prepare", "scan",
+                                    "synth"]
     for name in ("download", "scan", "prepare", "synth", "train", "finetune", "eval", "predict", "features", "ablate",
                  "demo"):
         assert any("--quiet" in a.option_strings for a in parsers[name]._actions), name

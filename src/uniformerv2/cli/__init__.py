@@ -25,7 +25,7 @@ from ..errors import UserError
 from .common import formatter_with_hidden_aliases, settle_output
 
 COMMANDS = [
-    "models", "download", "info", "convert", "bench", "scan", "prepare", "synth",
+    "models", "download", "info", "convert", "bench", "scan", "lists", "prepare", "synth",
     "train", "finetune", "eval", "predict", "features", "export", "ablate", "demo",
 ]
 

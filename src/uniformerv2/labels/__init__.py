@@ -69,3 +69,20 @@ def load_labels(name_or_path: str | Path) -> list[str]:
             raise UserError(f"labels file not found: {p}")
         return _read(p)
     return list(_shipped(str(name_or_path)))
+
+
+@lru_cache(maxsize=None)
+def kinetics710_map(version: int) -> tuple[int, ...]:
+    """Entry i: the index in ``kinetics710`` of class i of ``kinetics{version}`` (400, 600 or 700), the
+    Kinetics-710 channel map of the official K710 heads."""
+    import json
+
+    if version not in (400, 600, 700):
+        raise UserError(f"no Kinetics-710 map for Kinetics-{version}; 400, 600 or 700")
+    ref = resources.files(__name__).joinpath(f"kinetics710_map_k{version}.json")
+    return tuple(int(i) for i in json.loads(ref.read_text(encoding="utf-8")))
+
+
+def shipped_labels(name: str) -> list[str]:
+    """A shipped label list by name only (never a file or folder of that name in the working directory)."""
+    return list(_shipped(str(name)))
