@@ -285,7 +285,7 @@ def test_shipped_registry_is_well_formed(monkeypatch):
 
     raw = json.loads(resources.files("uniformerv2.weights").joinpath("registry.json").read_text())
     entries = list_entries()
-    assert len(entries) == len(raw["entries"]) == 31
+    assert len(entries) == len(raw["entries"]) == 62
     assert all("size" in e for e in raw["entries"])  # a size, or an explicit null (unknown)
     assert len({e.file for e in entries}) == len(entries)
     for e in entries:

@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 import official_reference as ref
 import uniformerv2 as u
@@ -188,6 +189,12 @@ def served(tmp_path_factory):
         _, sd = tiny_official(preset, seed=seed + 11, **opts)
         sds[kind] = sd
         write_keras_h5(root / HOST / "keras" / f"TFUniFormerV2_{kind}.h5", sd)
+    # PyTorchModelHubMixin's layout: model.safetensors with the official names, without ``backbone.``
+    _, sd = tiny_official("tiny_k400_8x64", seed=21)
+    sds["hub_mixin"] = sd
+    (root / HOST / "hub").mkdir()
+    save_file({k[len("backbone."):]: v.contiguous() for k, v in sd.items()},
+              root / HOST / "hub" / "model.safetensors")
     server = FileServer(root)
     yield server, sds
     server.close()
@@ -196,6 +203,7 @@ def served(tmp_path_factory):
 @pytest.fixture
 def env(tmp_path, monkeypatch, served):
     server, _ = served
+    server.requests.clear()
     for var in ("UNIFORMERV2_OFFLINE", "HF_HUB_OFFLINE", "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
@@ -203,10 +211,13 @@ def env(tmp_path, monkeypatch, served):
     entries = []
     for kind, (name, preset, _) in KINDS.items():
         f = server.root / HOST / "keras" / f"TFUniFormerV2_{kind}.h5"
+        digest = None if kind == "ssv2" else hashlib.sha256(f.read_bytes()).hexdigest()  # ssv2: none published
         entries.append({"name": name, "file": f.name, "urls": [f"https://{HOST}/keras/{f.name}"],
-                        "sha256": hashlib.sha256(f.read_bytes()).hexdigest(), "size": f.stat().st_size,
-                        "layout": "keras", "preset": preset, "origin": "ported",
-                        "labels": PRESETS[preset].labels})
+                        "sha256": digest, "size": f.stat().st_size, "layout": "keras", "preset": preset,
+                        "origin": "ported", "labels": PRESETS[preset].labels})
+    entries.append({"name": "tiny_k400_8x64.test_hub_mixin", "file": "hub_mixin_tiny.safetensors",
+                    "urls": [f"https://{HOST}/hub/model.safetensors"], "sha256": None, "layout": "official",
+                    "preset": "tiny_k400_8x64", "origin": "ported", "labels": "kinetics400_uniformerv2_order"})
     reg = tmp_path / "registry.json"
     reg.write_text(json.dumps({"entries": entries}))
     monkeypatch.setenv("UNIFORMERV2_REGISTRY", str(reg))
@@ -214,12 +225,12 @@ def env(tmp_path, monkeypatch, served):
     return served
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [*KINDS, "hub_mixin"])
 def test_by_name_through_the_mirror_gives_the_official_logits(env, kind):
     _, sds = env
-    name, preset, opts = KINDS[kind]
+    name, preset, opts = KINDS.get(kind, ("tiny_k400_8x64.test_hub_mixin", "tiny_k400_8x64", {}))
     model = u.load_model(name, **opts).eval()
-    assert model.load_report.format == "keras"
+    assert model.load_report.format == ("official" if kind == "hub_mixin" else "keras")
     cfg = model.cfg
     torch.manual_seed(0)
     video = torch.randn(2, 3, cfg.num_frames, cfg.img_size, cfg.img_size)
@@ -242,3 +253,45 @@ def test_predict_by_name_prints_something_something_classes(env, tmp_path):
     top = json.loads(r.stdout)[0]["top_k"]
     ssv2 = load_labels("something_something_v2")
     assert top and all(s["label"] == ssv2[s["index"]] for s in top)
+
+
+def test_an_entry_without_a_published_digest(env, capsys, monkeypatch):
+    """The first download prints and records the file's sha256; the listing says "unverified source";
+    UNIFORMERV2_REQUIRE_DIGEST=1 refuses the entry."""
+    from uniformerv2.cli import main
+    from uniformerv2.weights import download as dl
+    from uniformerv2.weights.registry import get_entry
+
+    server, _ = env
+    entry = get_entry("tiny_ssv2_8x64.test_keras")
+    assert entry.sha256 == "" and not entry.verified_source and entry.to_dict()["sha256"] is None
+    monkeypatch.setenv("UNIFORMERV2_REQUIRE_DIGEST", "1")
+    with pytest.raises(dl.DownloadError, match="no published digest.*UNIFORMERV2_REQUIRE_DIGEST=1 refuses"):
+        dl.fetch(entry, progress=False)
+    assert server.gets(f"/{HOST}/keras/{entry.file}") == []
+    monkeypatch.delenv("UNIFORMERV2_REQUIRE_DIGEST")
+    path = dl.fetch(entry, progress=False)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert f"has sha256 {digest}" in capsys.readouterr().err
+    assert json.loads(dl._sidecar(path, "sha256").read_text())["sha256"] == digest
+    assert dl.fetch(entry) == path and len(server.gets(f"/{HOST}/keras/{entry.file}")) == 1
+    assert main(["models", "--pretrained", "tiny_*"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    line = next(x for x in lines if x.startswith("tiny_ssv2_8x64.test_keras"))
+    assert "unverified source" in line and "keras" in line and line.rstrip().endswith("yes")
+    line = next(x for x in lines if x.startswith("tiny_k400_8x64.test_keras "))
+    assert "unverified" not in line and "sha256" in line
+    assert main(["info", "tiny_ssv2_8x64.test_keras"]) == 0
+    assert "no published digest: unverified source" in capsys.readouterr().out
+
+
+def test_shipped_entries_of_the_port_and_the_hub_mixin_copy(monkeypatch):
+    monkeypatch.delenv("UNIFORMERV2_REGISTRY", raising=False)
+    from uniformerv2.weights.registry import list_entries
+
+    keras = [e for e in list_entries() if e.layout == "keras"]
+    assert len(keras) == 30 and all(e.preset in PRESETS and not e.verified_source for e in keras)
+    assert all(e.urls[0] == f"https://github.com/innat/UniFormerV2/releases/download/v1.0/{e.file}" for e in keras)
+    assert {e.preset for e in keras} >= {"anet_l14_16x224", "hacs_l14_32x224", "k400_l14_64x336", "k710_l14_8x336"}
+    hub = [e for e in list_entries() if "not-lain" in e.urls[0]]
+    assert len(hub) == 1 and hub[0].layout == "official" and not hub[0].verified_source

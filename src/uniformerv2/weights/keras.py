@@ -156,19 +156,22 @@ def _attention_mlp(cur, sd, prefix, c, norms):
     q, k, v = (_dense(cur, f"{prefix} attention {p}", c, c) for p in "qkv")
     sd[f"{prefix}.attn.in_proj_weight"] = torch.cat([q[0], k[0], v[0]], 0)
     sd[f"{prefix}.attn.in_proj_bias"] = torch.cat([q[1], k[1], v[1]], 0)
-    sd[f"{prefix}.attn.out_proj.weight"], sd[f"{prefix}.attn.out_proj.bias"] = _dense(cur, f"{prefix} attention out", c, c)
+    out = _dense(cur, f"{prefix} attention out", c, c)
+    sd[f"{prefix}.attn.out_proj.weight"], sd[f"{prefix}.attn.out_proj.bias"] = out
     before, after = norms
     for n in before:
         sd[f"{prefix}.{n}.weight"], sd[f"{prefix}.{n}.bias"] = _norm(cur, f"{prefix} {n}", c)
-    sd[f"{prefix}.mlp.c_fc.weight"], sd[f"{prefix}.mlp.c_fc.bias"] = w, _ = _dense(cur, f"{prefix} mlp c_fc", c, None)
-    hidden = w.shape[0]
-    sd[f"{prefix}.mlp.c_proj.weight"], sd[f"{prefix}.mlp.c_proj.bias"] = _dense(cur, f"{prefix} mlp c_proj", hidden, c)
+    fc = _dense(cur, f"{prefix} mlp c_fc", c, None)
+    sd[f"{prefix}.mlp.c_fc.weight"], sd[f"{prefix}.mlp.c_fc.bias"] = fc
+    proj = _dense(cur, f"{prefix} mlp c_proj", fc[0].shape[0], c)
+    sd[f"{prefix}.mlp.c_proj.weight"], sd[f"{prefix}.mlp.c_proj.bias"] = proj
     for n in after:
         sd[f"{prefix}.{n}.weight"], sd[f"{prefix}.{n}.bias"] = _norm(cur, f"{prefix} {n}", c)
 
 
 def _is_dpe(shape, c) -> bool:
-    return shape is not None and len(shape) == 5 and shape[3] == 1 and shape[4] == c and shape[0] == shape[1] == shape[2]
+    """A DPE kernel: depthwise (k, k, k, 1, C)."""
+    return shape is not None and len(shape) == 5 and shape[3:] == (1, c) and shape[0] == shape[1] == shape[2]
 
 
 def keras_to_official(items: list[tuple[str, np.ndarray]], path="the file") -> dict[str, torch.Tensor]:
@@ -203,7 +206,7 @@ def keras_to_official(items: list[tuple[str, np.ndarray]], path="the file") -> d
             sd[f"{name}.3.weight"] = _conv(cur, f"{name} 1x1x1 conv", (1, 1, 1, r, c))
             sd[f"{name}.3.bias"] = _t(cur.take(f"{name} 1x1x1 conv bias", (c,)))
             lmhra.append(name)
-        if layers and m != sum(1 for n in lmhra if n.startswith(f"transformer.resblocks.0.")):
+        if layers and m != sum(1 for n in lmhra if n.startswith("transformer.resblocks.0.")):
             raise CheckpointError(f"{path}: block {layers} has {m} local MHRA, block 0 another number")
         _attention_mlp(cur, sd, prefix, c, (["ln_1"], ["ln_2"]))
         layers += 1
