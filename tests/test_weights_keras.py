@@ -139,6 +139,12 @@ def test_a_shuffled_or_foreign_file_is_a_one_line_error(shared_dir, tmp_path):
         keras_to_official([("conv1/kernel:0", np.zeros((3, 3)))], "x.h5")
 
 
+def test_without_h5py_the_error_says_what_to_install(shared_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "h5py", None)  # import h5py -> ImportError
+    with pytest.raises(CheckpointError, match=r"needs h5py: pip install 'uniformerv2\[keras\]'"):
+        read_checkpoint(fixture(shared_dir, "tiny_k400")[0])
+
+
 # ----------------------------------------------------------------------------- files written in that layout
 def cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "uniformerv2", *map(str, args)], capture_output=True, text=True,
@@ -166,7 +172,7 @@ def test_load_model_predict_and_info_read_a_keras_file(tmp_path):
     np.testing.assert_allclose([s["prob"] for s in a], [s["prob"] for s in b], atol=1e-5)
     r = cli("info", h5)
     assert r.returncode == 0, r.stderr
-    assert "keras" in r.stdout
+    assert "format: Keras .h5 weights" in r.stdout
 
 
 HOST = "weights.example.org"
@@ -217,7 +223,7 @@ def env(tmp_path, monkeypatch, served):
                         "origin": "ported", "labels": PRESETS[preset].labels})
     entries.append({"name": "tiny_k400_8x64.test_hub_mixin", "file": "hub_mixin_tiny.safetensors",
                     "urls": [f"https://{HOST}/hub/model.safetensors"], "sha256": None, "layout": "official",
-                    "preset": "tiny_k400_8x64", "origin": "ported", "labels": "kinetics400_uniformerv2_order"})
+                    "preset": "tiny_k400_8x64", "origin": "ported", "labels": PRESETS["tiny_k400_8x64"].labels})
     reg = tmp_path / "registry.json"
     reg.write_text(json.dumps({"entries": entries}))
     monkeypatch.setenv("UNIFORMERV2_REGISTRY", str(reg))
