@@ -3,7 +3,8 @@ from __future__ import annotations
 
 FORMATS = {"official": "official UniFormerV2 checkpoint", "uniformerv2": "uniformerv2 checkpoint",
            "mmaction2": "MMAction2 UniFormerV2 checkpoint (Recognizer3D: backbone + cls_head)",
-           "model_dir": "uniformerv2 model directory"}
+           "model_dir": "uniformerv2 model directory",
+           "keras": "Keras .h5 weights of the TensorFlow port (read by position into the official layout)"}
 
 
 def add_parser(sub):
@@ -26,7 +27,8 @@ def run(args) -> int:
         print(f"name: {entry.name} ({entry.dataset or 'no dataset given'}; "
               f"{'preset ' + entry.preset if entry.is_video_model else 'arms ' + entry.arch}{top1})")
         size = f"{entry.size:,} bytes" if entry.size else "size not published"
-        print(f"file: {entry.file} ({size}, {entry.layout} layout, sha256 {entry.sha256}; source {entry.urls[0]})")
+        digest = f"sha256 {entry.sha256}" if entry.verified_source else "no published digest: unverified source"
+        print(f"file: {entry.file} ({size}, {entry.layout} layout, {digest}; source {entry.urls[0]})")
         print(f"cache: {cache_path(entry)}" if is_cached(entry) else
               f"cache: not downloaded (`uniformerv2 download {entry.name}` fetches it into {cache_path(entry).parent})")
         if entry.is_video_model:

@@ -49,6 +49,10 @@ def _size(entry) -> str:
     return f"{entry.size / 1e6:,.0f} MB" if entry.size else "?"
 
 
+def _digest(entry) -> str:
+    return "sha256" if entry.full_digest else "prefix" if entry.verified_source else "unverified source"
+
+
 def _pretrained(pattern) -> int:
     from ..errors import UserError
     from ..model.presets import ARCHS, PRESETS
@@ -58,7 +62,7 @@ def _pretrained(pattern) -> int:
     entries = list_entries(_glob(pattern))
     if not entries:
         raise UserError(f"no pretrained weights match {pattern!r}")
-    rows = [("name", "dataset", "input", "top-1", "views", "size", "layout", "cached")]
+    rows = [("name", "dataset", "input", "top-1", "views", "size", "layout", "digest", "cached")]
     for e in entries:
         if e.preset in PRESETS:
             p = PRESETS[e.preset]
@@ -66,9 +70,11 @@ def _pretrained(pattern) -> int:
         else:
             shape = f"image {ARCHS[e.arch]['img_size']}" if e.arch in ARCHS else "?"
         rows.append((e.name, e.dataset, shape, f"{e.top1:.1f}" if e.top1 is not None else "-", e.views or "-",
-                     _size(e), e.layout, "yes" if is_cached(e) else "-"))
+                     _size(e), e.layout, _digest(e), "yes" if is_cached(e) else "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    print(f"\ncache: {weights_dir()}  (top-1 as reported by the file's publisher; size ? = not published)")
+    print(f"\ncache: {weights_dir()}  (top-1 as reported by the file's publisher; size ? = not published; "
+          "digest: the file is checked against a published sha256, its published prefix, or nothing "
+          "(unverified source: a third party's copy))")
     return 0

@@ -8,8 +8,12 @@ mid-file is resumed with an HTTP ``Range`` request where the server honours it (
 where it does not (200).  A later run resumes a ``.part`` left by an interrupted one.  A file verified once
 gets a small ``.<file>.sha256`` note (size, mtime, digest) so a cache hit does not re-hash gigabytes.
 
+An entry without a published digest (``"sha256": null``: a third party's copy) is downloaded unchecked; the
+first download prints the file's sha256 and records it in the cache note.
+
 Environment: ``UNIFORMERV2_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` (cache only), ``UNIFORMERV2_MIRROR=<base>``
-(``https://HOST/PATH`` is fetched as ``<base>/HOST/PATH``), and the usual ``HTTP(S)_PROXY`` / ``NO_PROXY``.
+(``https://HOST/PATH`` is fetched as ``<base>/HOST/PATH``), ``UNIFORMERV2_REQUIRE_DIGEST=1`` (refuse entries
+without a published digest), and the usual ``HTTP(S)_PROXY`` / ``NO_PROXY``.
 
 Why not ``torch.hub.download_url_to_file``: it restarts every download from zero (no Range resume) and
 takes no lock, so eight DDP ranks would fetch the same gigabyte eight times into eight temporary files;
@@ -35,6 +39,7 @@ from ..errors import UserError
 from .registry import Entry, get_entry
 
 ENV_HOME, ENV_OFFLINE, ENV_MIRROR = "UNIFORMERV2_HOME", "UNIFORMERV2_OFFLINE", "UNIFORMERV2_MIRROR"
+ENV_REQUIRE_DIGEST = "UNIFORMERV2_REQUIRE_DIGEST"
 TIMEOUT_S = 60.0
 CHUNK = 1 << 20
 ATTEMPTS = 5  # tries per URL while each try makes progress (a dropped connection resumes)
@@ -346,6 +351,9 @@ def fetch(entry: Entry | str, *, progress: bool | None = None, force: bool = Fal
     ``progress``: None = a bar when stderr is a terminal.  ``force``: download again even if cached."""
     if isinstance(entry, str):
         entry = get_entry(entry)
+    if not entry.verified_source and _truthy(os.environ.get(ENV_REQUIRE_DIGEST)):
+        raise DownloadError(f"{entry.name} has no published digest (an unverified source: {entry.urls[0]}), and "
+                            f"{ENV_REQUIRE_DIGEST}=1 refuses such entries")
     dest = cache_path(entry)
     if not force and (hit := cached_file(entry)) is not None:
         return hit
@@ -356,8 +364,14 @@ def fetch(entry: Entry | str, *, progress: bool | None = None, force: bool = Fal
         if not force and (hit := cached_file(entry)) is not None:  # another process finished it meanwhile
             return hit
         try:
-            return download(source_urls(entry), dest, sha256=entry.sha256, size=entry.size, progress=progress,
+            path = download(source_urls(entry), dest, sha256=entry.sha256, size=entry.size, progress=progress,
                             name=entry.name)
+            if not entry.verified_source:
+                note = _read_note(path)
+                print(f"{entry.name}: no published digest for {entry.file}; the downloaded file has sha256 "
+                      f"{note['sha256'] if note else sha256_file(path)} (recorded in {_sidecar(path, 'sha256')})",
+                      file=sys.stderr)
+            return path
         except DownloadError as e:
             raise DownloadError(f"{e}. To go on: {by_hand(entry)}, or set {ENV_MIRROR}=<base URL> to fetch "
                                 "it from a mirror") from None

@@ -1,5 +1,6 @@
-"""Reading weight files safely: safetensors, torch zip/legacy files with ``weights_only=True``, and
-OpenAI's TorchScript CLIP archives.  Nothing here unpickles arbitrary objects.
+"""Reading weight files safely: safetensors, torch zip/legacy files with ``weights_only=True``, OpenAI's
+TorchScript CLIP archives, and the Keras port's HDF5 files (``keras.py``, read with h5py).  Nothing here
+unpickles arbitrary objects.
 
 SlowFast training checkpoints pickle a ``yacs`` ``CfgNode`` beside the weights; that one class (a dict
 subclass) is read into an inert stand-in dict so the weights can be used.  Any other non-tensor global
@@ -22,6 +23,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
+from .keras import HDF5_MAGIC, is_hdf5, load_keras_h5
 
 # Globals that only carry configuration (dict subclasses); read as plain dicts, never imported.
 _INERT_DICT_GLOBALS = ("yacs.config.CfgNode", "fvcore.common.config.CfgNode", "collections.OrderedDict")
@@ -142,8 +144,6 @@ def _what_else(head: bytes) -> tuple[str, str] | None:
         return "an image (PNG/JPEG/GIF)", ""
     if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00" or head[257:262] == b"ustar":
         return "a compressed archive (gzip/bzip2/xz/tar)", "unpack it first"
-    if head[:8] == b"\x89HDF\r\n\x1a\n":
-        return "an HDF5 file (Keras/TensorFlow weights?)", ""
     text = _text_of(head)
     if text is None:
         return None
@@ -175,7 +175,7 @@ def _safetensors_end(head: bytes, size: int) -> tuple[int, int] | None:
 def sniff(path: str | Path) -> None:
     """Refuse, in one line that says what the file looks like, a file that cannot be weights: empty, text, an
     HTML page, a Git LFS pointer, a video or image, an archive, or a weights file cut short.  A file that looks
-    like weights (a zip archive, a pickle, a safetensors file) passes."""
+    like weights (a zip archive, a pickle, a safetensors file, an HDF5 file of Keras weights) passes."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"no such file: {path}")
@@ -192,6 +192,8 @@ def sniff(path: str | Path) -> None:
                 raise CheckpointError(f"{path} is truncated: a zip archive (torch's format) without its end "
                                       f"({size:,} bytes); download it again")
             return
+    if head[:8] == HDF5_MAGIC:
+        return  # Keras weights (read with h5py, which says when the file is cut short)
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return  # a pickle: torch's legacy format (read with weights_only)
     st = _safetensors_end(head, size)
@@ -296,6 +298,8 @@ def load_file(path: str | Path, *, drop_foreign: bool = False) -> dict:
     instead of refusing the file."""
     path = Path(path)
     sniff(path)  # one line that says what the file is when it cannot be weights
+    if is_hdf5(path):  # the Keras port's weights, returned in the official layout
+        return load_keras_h5(path)
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file as st_load

@@ -11,6 +11,7 @@ from ..errors import CheckpointError
 from .format import is_model_dir, read_config, read_weights
 from ..labels import canonical_name, load_labels
 from .io import load_file, load_state_dict, refuse_foreign, unwrap_state_dict
+from .keras import is_hdf5, load_keras_h5
 from .mmaction2 import looks_mmaction2, mmaction2_to_official, split_mmaction2
 from .official import is_official, official_to_ours
 from .vit import inflate_patch_embed, resize_pos_embed, to_clip_visual
@@ -83,11 +84,15 @@ def _is_backbone(name: str) -> bool:
 
 def read_checkpoint(path) -> tuple[dict, str, list[str] | None]:
     """(our state dict, format, class names of the head rows when known) from a model directory, our
-    state-dict file, an official ``.pyth`` or an MMAction2 ``.pth`` (format ``mmaction2``: the rows are in
-    MMAction2's label order, or the order its ``meta`` names)."""
+    state-dict file, an official ``.pyth``, an MMAction2 ``.pth`` (format ``mmaction2``: the rows are in
+    MMAction2's label order, or the order its ``meta`` names) or the Keras port's ``.h5`` (format ``keras``)."""
     if is_model_dir(path):
         cfg = read_config(path)
         return read_weights(path), "uniformerv2", cfg.get("labels")
+    if is_hdf5(path):
+        ours, unknown = official_to_ours(load_keras_h5(path))
+        assert not unknown, unknown  # the Keras reader writes official names only
+        return ours, "keras", None
     obj = load_file(path, drop_foreign=True)  # foreign objects are inert markers, never imported
     if looks_mmaction2(obj):
         mm, meta = split_mmaction2(obj, path)

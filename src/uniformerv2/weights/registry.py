@@ -26,7 +26,7 @@ from pathlib import Path
 from ..errors import UserError
 
 ENV_REGISTRY = "UNIFORMERV2_REGISTRY"
-VIDEO_LAYOUTS = ("official", "mmaction2", "uniformerv2")  # whole UniFormerV2 models
+VIDEO_LAYOUTS = ("official", "mmaction2", "uniformerv2", "keras")  # whole UniFormerV2 models
 IMAGE_LAYOUTS = ("clip", "clip_visual")  # image towers that arm a backbone
 LAYOUTS = VIDEO_LAYOUTS + IMAGE_LAYOUTS
 ORIGINS = ("official", "ported", "mmaction2", "openai", "user")
@@ -44,7 +44,7 @@ class Entry:
     name: str
     file: str
     urls: tuple[str, ...]
-    sha256: str  # full digest, or the published prefix (>= 8 hex digits)
+    sha256: str  # full digest, or the published prefix (>= 8 hex digits); "" = none published (JSON null)
     layout: str
     size: int | None = None  # bytes; None = not published
     preset: str | None = None  # video layouts: the preset (architecture + recipe) the file belongs to
@@ -77,9 +77,15 @@ class Entry:
     def full_digest(self) -> bool:
         return len(self.sha256) == 64
 
+    @property
+    def verified_source(self) -> bool:
+        """Whether a digest is published: without one, a download cannot be checked against its source."""
+        return bool(self.sha256)
+
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "source"}
         d["urls"] = list(self.urls)
+        d["sha256"] = self.sha256 or None
         if isinstance(self.labels, tuple):
             d["labels"] = list(self.labels)
         return d
@@ -108,8 +114,10 @@ def _check(raw: dict, where: str, source: str) -> Entry:
     if isinstance(urls, str) or not urls or not all(isinstance(u, str) and "://" in u for u in urls):
         bad("urls must be a non-empty list of URLs")
     d["urls"] = tuple(urls)
-    if not isinstance(d["sha256"], str) or not _HEX.match(d["sha256"].lower()):
-        bad(f"sha256 {d['sha256']!r} must be 8 to 64 hex digits")
+    if d["sha256"] is None:  # no digest published: the first download records and prints its own
+        d["sha256"] = ""
+    elif not isinstance(d["sha256"], str) or not _HEX.match(d["sha256"].lower()):
+        bad(f"sha256 {d['sha256']!r} must be 8 to 64 hex digits, or null when none is published")
     d["sha256"] = d["sha256"].lower()
     if d["layout"] not in LAYOUTS:
         bad(f"layout {d['layout']!r} is not one of {', '.join(LAYOUTS)}")
