@@ -30,6 +30,8 @@ MODES = {
     "recipes": "training clips per CPU core and cores per GPU for every shipped training recipe",
     "feed-demo": "demo accuracy: source files with CPU augmentation against prepared files with device "
                  "augmentation, per seed",
+    "backends": "the engine's backends side by side on the CPU: torch, ONNX Runtime fp32 and int8 (latency of "
+                "one forward pass, ratio to torch, logit drift, top-1 agreement)",
 }
 
 
@@ -44,7 +46,7 @@ def add_parser(sub):
     parsers = {name: modes.add_parser(name, help=text, description=text) for name, text in MODES.items()}
     for name, q in parsers.items():
         add_output(q, metavar="FILE", help="also write the results here as JSON")
-        if name in ("prepare", "inference", "memory", "recipes", "feed-demo"):
+        if name in ("prepare", "inference", "memory", "recipes", "feed-demo", "backends"):
             add_quiet(q)
             q.set_defaults(func=run)
         else:
@@ -156,6 +158,18 @@ def add_parser(sub):
     q.add_argument("--jobs", type=_positive, default=2, help="trainings at once (default: 2)")
     q.add_argument("--threads", type=_positive, default=1, help="torch threads per training (default: 1)")
 
+    q = parsers["backends"]
+    src = q.add_mutually_exclusive_group()
+    add_preset(src, help="model preset, random weights (seeded; default: k400_b16_8x224)")
+    src.add_argument("--model", metavar="M", help="a model directory, run directory or pretrained name instead")
+    q.add_argument("--batch-size", type=_positive, default=1, help="views per forward pass (default: 1)")
+    q.add_argument("--iters", type=_positive, default=5, help="timed rounds, each backend once per round")
+    q.add_argument("--warmup", type=_count, default=1)
+    q.add_argument("--cases", nargs="+", choices=["torch", "onnxruntime", "int8"],
+                   default=["torch", "onnxruntime", "int8"], help="backends to time (torch is the reference)")
+    q.add_argument("--cache", metavar="DIR", help="where the ONNX files are kept (default: the cache folder)")
+    _threads(q)
+
 
 def _device(q):
     add_device(q)
@@ -174,7 +188,7 @@ def run(args) -> int:
     if args.mode == "model" and args.train and args.dtype != "fp32":
         raise UserError(f"--dtype {args.dtype} casts the weights, which is for inference; a training step keeps "
                         "fp32 weights: use --amp bf16 (autocast)")
-    with threads(getattr(args, "threads", None) if args.mode in ("model", "pipeline") else None):
+    with threads(getattr(args, "threads", None) if args.mode in ("model", "pipeline", "backends") else None):
         head = header()
         print(head)
         result, lines = RUNNERS[args.mode](args)
@@ -294,5 +308,29 @@ def _feed_demo(args):
     return r, lines
 
 
+def _backends(args):
+    from ..bench.backends import backends_table, bench_backends
+
+    cases = {"torch": ("torch", "none"), "onnxruntime": ("onnxruntime", "none"), "int8": ("onnxruntime", "int8")}
+    chosen = [cases[c] for c in dict.fromkeys(["torch", *args.cases])]
+
+    def model_fn():
+        import torch
+
+        from ..factory import create_model, load_model
+
+        if args.model:
+            return load_model(args.model, None, need_recipe=False)
+        torch.manual_seed(0)
+        return create_model(args.preset or "k400_b16_8x224")
+
+    r = bench_backends(model_fn, batch=args.batch_size, iters=args.iters, warmup=args.warmup, cases=chosen,
+                       cache=args.cache, verbose=not args.quiet)
+    r["model"] = args.model or args.preset or "k400_b16_8x224"
+    return r, [f"{r['model']}: batch {r['batch']}, {r['threads']} threads, median of {r['iters']} alternating "
+               f"rounds after {r['warmup']} warm-up; weights {'given' if args.model else 'random (seed 0)'}", "",
+               *backends_table(r)]
+
+
 RUNNERS = {"model": _model, "pipeline": _pipeline, "prepare": _prepare, "inference": _inference, "decode": _decode,
-           "views": _views, "memory": _memory, "recipes": _recipes, "feed-demo": _feed_demo}
+           "views": _views, "memory": _memory, "recipes": _recipes, "feed-demo": _feed_demo, "backends": _backends}

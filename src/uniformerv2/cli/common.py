@@ -6,6 +6,7 @@
 | ``--preset`` | a model preset (``uniformerv2 models``), nothing else |
 | ``--device`` | ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps`` (default: cuda if available, else cpu) |
 | ``--dtype`` | the compute dtype: ``fp32``, ``bf16``, ``fp16`` |
+| ``--backend`` | what runs the model: ``torch``, or ``onnxruntime`` (CPU; ``--quantize int8``: int8 weights) |
 | ``--workers`` | worker processes; not given: chosen from the work; 0: none (work in the command's process) |
 | ``--quiet`` | no progress bar |
 | ``--seed`` | random seed |
@@ -23,6 +24,8 @@ import re
 from ..errors import UserError
 
 DTYPES = ("fp32", "bf16", "fp16")
+BACKENDS = ("torch", "onnxruntime")   # uniformerv2.inference.runtime.BACKENDS
+QUANTIZE = ("none", "int8")
 _DEVICE = re.compile(r"auto|cpu|mps|(cuda|xpu)(:\d+)?")
 
 
@@ -106,6 +109,27 @@ def add_device(p, default=None, help: str | None = None):
 
 def add_dtype(p, default=None, help: str = "compute dtype (default: bf16 on GPU, fp32 on CPU)"):
     return p.add_argument("--dtype", choices=DTYPES, default=default, help=help)
+
+
+def add_backend(p):
+    """``--backend`` and ``--quantize`` (dests ``backend``, ``quantize``): how the model runs (inference)."""
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="what runs the model: torch (default), or onnxruntime (CPU, fp32: the model is exported "
+                        "to ONNX once and cached; needs pip install 'uniformerv2[onnx]')")
+    p.add_argument("--quantize", choices=QUANTIZE, default="none",
+                   help="with --backend onnxruntime: int8 runs the linear layers with int8 weights (faster, "
+                        "probabilities within about 0.05 of fp32); default none")
+
+
+def backend_signature(args) -> dict:
+    """What ``--backend`` / ``--quantize`` add to a recorded run's signature (nothing for the defaults, so that
+    runs recorded before these options resume)."""
+    out = {}
+    if getattr(args, "backend", "torch") != "torch":
+        out["backend"] = args.backend
+    if getattr(args, "quantize", "none") != "none":
+        out["quantize"] = args.quantize
+    return out
 
 
 def add_workers(p, what: str = "processes that decode videos"):

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from .common import add_device, add_dtype, add_output, add_quiet, add_views, add_workers
+from .common import (add_backend, add_device, add_dtype, add_output, add_quiet, add_views, add_workers,
+                     backend_signature)
 
 
 def add_parser(subparsers) -> None:
@@ -34,6 +35,7 @@ def add_parser(subparsers) -> None:
                       "else the model's)")
     add_device(p, help="cpu, cuda, cuda:1, mps ... (default: the config's train.device)")
     add_dtype(p, help="compute dtype (default: fp32)")
+    add_backend(p)
     add_workers(p)
     add_quiet(p)
     p.add_argument("--resume", action="store_true", help="continue the evaluation recorded in --output")
@@ -79,10 +81,11 @@ def run(args) -> int:
     list_path = _list_path(cfg["data"]["root"], cfg["data"][split])
     if not Path(list_path).is_file():
         raise UserError(f"data.{split}: list file {list_path} not found")
-    info = dist.setup(args.device or cfg["train"]["device"])
+    info = dist.setup(args.device or ("cpu" if args.backend != "torch" else cfg["train"]["device"]))
     try:
         model = resolve_model(args.model, cfg)
-        clf = VideoClassifier(model, device=info.device, dtype=args.dtype or "fp32")
+        clf = VideoClassifier(model, device=info.device, dtype=args.dtype or "fp32", backend=args.backend,
+                              quantize=args.quantize)
         items, how = labelled_items(list_path, root=cfg["data"]["root"], sep=cfg["data"]["separator"],
                                     model_labels=model.labels, list_labels=args.labels)
         clips = cfg["eval"]["test_clips"] or clf.data.test_clips
@@ -97,7 +100,7 @@ def run(args) -> int:
             overwrite=args.overwrite, progress=progress, backend=d["backend"], timeout=d["timeout"],
             frame_template=d["frame_template"], frame_start_index=d["frame_start_index"],
             signature={"model": str(Path(args.model).resolve()), "config": cfg["model"],
-                       "pipeline": model.data_config.to_dict()})
+                       "pipeline": model.data_config.to_dict(), **backend_signature(args)})
     finally:
         dist.cleanup()
     if res is None or not info.is_main:   # another process of a torchrun run: rank 0 reports

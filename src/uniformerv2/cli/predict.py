@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from .common import add_device, add_dtype, add_output, add_preset, add_quiet, add_views, add_workers
+from .common import (add_backend, add_device, add_dtype, add_output, add_preset, add_quiet, add_views, add_workers,
+                     backend_signature)
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -20,6 +21,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     add_preset(g, help="preset of a checkpoint file, e.g. k400_b16_8x224")
     add_device(g)
     add_dtype(g)
+    add_backend(g)
 
 
 def add_window_args(p: argparse.ArgumentParser) -> None:
@@ -69,7 +71,7 @@ def load_classifier(args, device=None):
     if args.stride is not None and args.window is None:
         raise UserError("--stride needs --window")
     return VideoClassifier.from_pretrained(args.model, preset=args.preset, device=device or args.device,
-                                           dtype=args.dtype)
+                                           dtype=args.dtype, backend=args.backend, quantize=args.quantize)
 
 
 def collect(args) -> list:
@@ -85,7 +87,7 @@ def setup_processes(args):
     (rank, world size, this process's device, cleanup)."""
     from ..engine import distributed as dist
 
-    info = dist.setup(args.device or "auto")
+    info = dist.setup(args.device or ("cpu" if getattr(args, "backend", "torch") != "torch" else "auto"))
     device = info.device if info.enabled else args.device
     return info.rank, info.world_size, device, dist.cleanup
 
@@ -93,7 +95,8 @@ def setup_processes(args):
 def run_signature(args) -> dict:
     """What besides the views and the list decides a run's outputs: the model (checked on --resume)."""
     model = Path(args.model)
-    return {"model": str(model.resolve()) if model.exists() else args.model, "preset": args.preset}
+    return {"model": str(model.resolve()) if model.exists() else args.model, "preset": args.preset,
+            **backend_signature(args)}
 
 
 def add_parser(subparsers) -> None:

@@ -87,19 +87,32 @@ class Features:
 class VideoClassifier:
     """A UniFormerV2 model with its test-time pipeline (sampling, crops, normalisation, view aggregation)."""
 
-    def __init__(self, model, device=None, dtype=None, memory_cap: int | None = None, optimize: bool = True):
+    def __init__(self, model, device=None, dtype=None, memory_cap: int | None = None, optimize: bool = True, *,
+                 backend: str = "torch", quantize: str = "none", cache=None):
         """``model`` is moved to ``device`` (default: CUDA if available) in ``dtype`` (default: bf16 on a GPU
         that supports it, else fp32) and, with ``optimize``, gets its inference speed variants
-        (``uniformerv2.accel.optimize``; the reference model computes the same numbers, slower)."""
-        from ..accel import optimize as apply_speed_variants
+        (``uniformerv2.accel.optimize``; the reference model computes the same numbers, slower).
 
+        ``backend``: what runs the forward passes: ``"torch"`` (the model itself) or ``"onnxruntime"`` (CPU
+        only, fp32: the model exported to ONNX once, cached in ``cache`` (default ``<cache folder>/onnx``) and
+        run by ONNX Runtime; ``quantize="int8"``: with int8 weights). See ``uniformerv2.inference.runtime``."""
+        from ..accel import optimize as apply_speed_variants
+        from .runtime import check_choice, check_placement, make_engine
+
+        check_choice(backend, quantize)
+        self.backend, self.quantize = backend, quantize
+        if backend != "torch":   # the runtime's own graph: the reference model on the CPU, in fp32
+            device = device if device not in (None, "auto") else "cpu"
+            optimize = False
         self.device = torch.device(device) if device is not None else _default_device()
         self.dtype = _resolve_dtype(dtype, self.device)
+        check_placement(backend, self.device, self.dtype)
         self.model = model.eval().to(self.device, self.dtype)
         if optimize:
             apply_speed_variants(self.model, for_inference=True)
         self.labels = list(model.labels) if model.labels else [f"class {i}" for i in range(model.num_classes)]
-        self.engine = Engine(self.model, self.device, self.dtype, model.data_config, memory_cap)
+        self.engine = make_engine(self.model, self.device, self.dtype, model.data_config, memory_cap,
+                                  backend=backend, quantize=quantize, cache=cache)
 
     @property
     def data(self):

@@ -1,8 +1,9 @@
 """Deployment exports of a model's forward pass, checked against eager PyTorch.
 
 Exported graph: input ``video`` float32 (B, 3, T, S, S), normalised as in ``model.data_config`` (the test
-pipeline of :mod:`uniformerv2.inference.views`, applied by the caller); output ``logits`` float32
-(B, num_classes). B is dynamic; T and S are the model's. Labels, preset and preprocessing travel with the file:
+pipeline of :mod:`uniformerv2.inference.views`, applied by the caller); outputs ``logits`` float32
+(B, num_classes) and, in ONNX files, ``features`` float32 (B, C), the pre-head features (what the head's layer
+norm and linear layer see; the ``onnxruntime`` backend of the engine reads both). B is dynamic; T and S are the model's. Labels, preset and preprocessing travel with the file:
 ONNX metadata_props keys ``uniformerv2.labels`` / ``uniformerv2.data`` / ``uniformerv2.model`` (JSON), and the
 same JSON as the ``uniformerv2.json`` extra file of a ``.pt2``.
 
@@ -60,11 +61,21 @@ class _Logits(nn.Module):
         return self.model(video)
 
 
-def prepare(model) -> nn.Module:
-    """The model as exported: the reference computation (speed variants reverted), fp32, on the CPU."""
+class _LogitsAndFeatures(_Logits):
+    """video (B, 3, T, S, S) -> (logits (B, num_classes), pre-head features (B, C)): what
+    ``Engine.forward_views`` computes, in one graph."""
+
+    def forward(self, video):
+        f = self.model.forward_features(video)
+        return self.model.head(f), f
+
+
+def prepare(model, features: bool = False) -> nn.Module:
+    """The model as exported: the reference computation (speed variants reverted), fp32, on the CPU;
+    ``features``: with the pre-head features as a second output."""
     from ..accel import revert
 
-    return _Logits(revert(model).float().cpu()).eval()
+    return (_LogitsAndFeatures if features else _Logits)(revert(model).float().cpu()).eval()
 
 
 def example_input(model, batch: int, seed: int = 0) -> torch.Tensor:
@@ -85,18 +96,19 @@ def export_onnx(model, out, *, opset: int = 18, legacy: bool = False, check: boo
     from ..fileio import atomic_write
 
     out = Path(out)
-    module = prepare(model)
+    module = prepare(model, features=True)
     x = example_input(model, 2)
     big = sum(p.numel() * p.element_size() for p in module.parameters()) > ONNX_PROTO_LIMIT * 0.95
+    names = ["logits", "features"]
 
     def write(path):
         with _quiet():
             if legacy:
-                torch.onnx.export(module, (x,), path, input_names=["video"], output_names=["logits"],
+                torch.onnx.export(module, (x,), path, input_names=["video"], output_names=names,
                                   dynamo=False, opset_version=opset,
-                                  dynamic_axes={"video": {0: "batch"}, "logits": {0: "batch"}})
+                                  dynamic_axes={"video": {0: "batch"}, **{n: {0: "batch"} for n in names}})
             else:
-                torch.onnx.export(module, (x,), path, input_names=["video"], output_names=["logits"],
+                torch.onnx.export(module, (x,), path, input_names=["video"], output_names=names,
                                   dynamo=True, opset_version=opset, external_data=big, verbose=False,
                                   dynamic_shapes={"video": {0: torch.export.Dim("batch", min=1, max=4096)}})
         _add_metadata(path, metadata(model))
@@ -144,7 +156,8 @@ def _max_diff(module, model, run) -> float:
         for b in CHECK_BATCHES:
             x = example_input(model, b)
             got = np.asarray(run(x))
-            want = module(x).numpy()
+            want = module(x)
+            want = (want[0] if isinstance(want, tuple) else want).numpy()   # the logits
             if got.shape != want.shape:
                 raise UserError(f"exported model gives shape {got.shape} for batch {b}, eager {want.shape}")
             worst = max(worst, float(np.abs(got - want).max()))

@@ -1,0 +1,164 @@
+"""The onnxruntime backend of the engine (fp32 and int8) against the torch backend on a real clip: same classes,
+probabilities within the documented tolerances (docs/inference.md), the export cached and reused, a corrupt
+cached file rebuilt, and a one-line error when ONNX Runtime is missing."""
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import uniformerv2
+from uniformerv2.cli import main
+from uniformerv2.inference import VideoClassifier
+from uniformerv2.inference import runtime
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+FP32_TOL = 1e-5    # probabilities, onnxruntime fp32 vs torch (docs/inference.md)
+INT8_TOL = 0.05    # probabilities, onnxruntime int8 vs torch
+NUM_CLASSES = 6
+VIEWS = ("--views", "2x1")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A nano model with local MHRA and temporal downsampling, random weights with a sharp head: its classes
+    are far enough apart that the top-3 order is a real check."""
+    torch.manual_seed(3)
+    m = uniformerv2.create_model("uniformerv2_nano", num_frames=4, num_classes=NUM_CLASSES, temporal_downsample=True,
+                                 local_mhra="double", labels=[f"c{i}" for i in range(NUM_CLASSES)])
+    with torch.no_grad():
+        for t in m.state_dict().values():
+            if t.is_floating_point():
+                t.add_(torch.randn_like(t) * 0.05)
+        m.head.fc.weight.mul_(8.0)
+        m.head.fc.bias.copy_(torch.linspace(-1.0, 1.0, NUM_CLASSES))
+    return m.save_pretrained(tmp_path_factory.mktemp("nano") / "model")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNIFORMERV2_HOME", str(tmp_path / "home"))
+    return tmp_path / "home" / "onnx"
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    """One cache folder for the tests that do not count exports (each model is exported once)."""
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+def predict_json(capsys, video, model_dir, *extra):
+    assert main(["predict", str(video), "--model", str(model_dir), "--device", "cpu", "--json", "--quiet",
+                 "--top-k", "3", "--workers", "0", *VIEWS, *extra]) == 0
+    return json.loads(capsys.readouterr().out)[0]["top_k"]
+
+
+def onnx_files(cache):
+    return sorted(p for p in cache.glob("*.onnx"))
+
+
+def stamp(path):
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def test_predict_backends_agree_and_cache_is_reused(shared_dir, model_dir, cache, capsys):
+    video = shared_dir / "videos" / "test.mp4"
+    want = predict_json(capsys, video, model_dir)
+    before = runtime.exports
+    got = predict_json(capsys, video, model_dir, "--backend", "onnxruntime")
+    assert runtime.exports == before + 1                     # exported once
+    (fp32,) = onnx_files(cache)
+    assert [s["label"] for s in got] == [s["label"] for s in want]
+    np.testing.assert_allclose([s["prob"] for s in got], [s["prob"] for s in want], atol=FP32_TOL, rtol=0)
+    assert want[0]["prob"] - want[1]["prob"] > 0.05          # a real ranking, not a near tie
+
+    first = stamp(fp32)
+    again = predict_json(capsys, video, model_dir, "--backend", "onnxruntime")
+    assert runtime.exports == before + 1 and stamp(fp32) == first   # reused: no export, the same file
+    assert again == got
+
+    q = predict_json(capsys, video, model_dir, "--backend", "onnxruntime", "--quantize", "int8")
+    assert runtime.exports == before + 2                     # the int8 file, from the cached fp32 one
+    assert stamp(fp32) == first
+    assert [s["label"] for s in q] == [s["label"] for s in want]
+    np.testing.assert_allclose([s["prob"] for s in q], [s["prob"] for s in want], atol=INT8_TOL, rtol=0)
+    int8 = next(p for p in onnx_files(cache) if p != fp32)
+    stamp8 = stamp(int8)
+    assert predict_json(capsys, video, model_dir, "--backend", "onnxruntime", "--quantize", "int8") == q
+    assert runtime.exports == before + 2 and stamp(int8) == stamp8
+
+    # a corrupt file (same size, other bytes) is detected and exported again; so is a file without its note
+    data = bytearray(fp32.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = bytes(64)
+    fp32.write_bytes(bytes(data))
+    assert predict_json(capsys, video, model_dir, "--backend", "onnxruntime") == got
+    assert runtime.exports == before + 3
+    note = json.loads((cache / (fp32.name + ".json")).read_text())
+    assert note["sha256"] == runtime.file_sha256(fp32) and note["key"]["quantize"] == "none"
+    (cache / (int8.name + ".json")).write_text("{")
+    assert predict_json(capsys, video, model_dir, "--backend", "onnxruntime", "--quantize", "int8") == q
+    assert runtime.exports == before + 4
+
+
+def test_api_outputs_match_torch(shared_dir, model_dir, shared_cache):
+    """Every view's features, logits and probabilities through ``VideoClassifier(..., backend=...)``."""
+    video = str(shared_dir / "videos" / "test.mp4")
+    model = uniformerv2.from_pretrained(model_dir)
+    ref = VideoClassifier(model, device="cpu")
+    fast = VideoClassifier(uniformerv2.from_pretrained(model_dir), backend="onnxruntime", cache=shared_cache)
+    q8 = VideoClassifier(uniformerv2.from_pretrained(model_dir), backend="onnxruntime", quantize="int8",
+                         cache=shared_cache)
+    assert type(fast.engine).__name__ == "OnnxRuntimeEngine" and fast.device.type == "cpu"
+    a, b, c = (clf.predict(video, views="2x3") for clf in (ref, fast, q8))
+    np.testing.assert_allclose(b.view_probs, a.view_probs, atol=FP32_TOL, rtol=0)
+    np.testing.assert_allclose(c.view_probs, a.view_probs, atol=INT8_TOL, rtol=0)
+    assert [s.label for s in c.top_k[:3]] == [s.label for s in a.top_k[:3]]
+    fa, fb = ref.extract_features(video, views="2x1"), fast.extract_features(video, views="2x1")
+    assert fb.view_features.shape == fa.view_features.shape == (2, 32)
+    np.testing.assert_allclose(fb.view_features, fa.view_features, atol=1e-4, rtol=0)
+
+
+def test_exported_graph(model_dir, shared_cache):
+    """Both outputs in the ONNX file; int8 quantizes the linear layers and keeps the head in fp32."""
+    model = uniformerv2.from_pretrained(model_dir)
+    fp32, int8 = runtime.onnx_file(model, "none", shared_cache), runtime.onnx_file(model, "int8", shared_cache)
+    assert [o.name for o in onnx.load(str(fp32)).graph.output] == ["logits", "features"]
+    graph = onnx.load(str(int8)).graph
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("MatMulInteger") >= 4 and "DynamicQuantizeLinear" in ops
+    head = runtime.head_nodes(graph)
+    assert any(n.op_type in ("MatMul", "Gemm") for n in graph.node if n.name in head)
+    int8_weights = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert len(int8_weights) >= ops.count("MatMulInteger")   # an int8 weight per quantized linear layer
+
+
+def test_bad_choices_and_missing_runtime(model_dir, cache, tmp_path, capsys, monkeypatch):
+    video = tmp_path / "v.mp4"   # never read: each call stops before decoding
+    base = ["predict", str(video), "--model", str(model_dir), "--device", "cpu", "--quiet"]
+    assert main([*base, "--quantize", "int8"]) == 2
+    assert "needs the onnxruntime backend" in capsys.readouterr().err
+    assert main([*base, "--backend", "onnxruntime", "--dtype", "bf16"]) == 2
+    assert "fp32" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)    # as if it were not installed
+    assert main([*base, "--backend", "onnxruntime"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install 'uniformerv2[onnx]'" in err and "onnxruntime" in err
+    assert not os.path.exists(cache)
+
+
+def test_bench_backends(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert main(["bench", "backends", "--preset", "uniformerv2_nano", "--iters", "2", "--warmup", "0", "--quiet",
+                 "--cache", str(tmp_path / "onnx"), "-o", str(out)]) == 0
+    table = capsys.readouterr().out
+    rows = json.loads(out.read_text())["result"]["rows"]
+    assert [r["backend"] for r in rows] == ["torch", "onnxruntime", "onnxruntime int8"]
+    assert rows[0]["ratio"] == 1.0 and rows[0]["max_logit_diff"] == 0.0
+    assert rows[1]["max_logit_diff"] < 1e-4 and rows[1]["top1_agreement"] == 1.0
+    assert all(r["latency_s"] > 0 and len(r["times_s"]) == 2 for r in rows)
+    assert "| onnxruntime int8 |" in table and len(list((tmp_path / "onnx").glob("*.onnx"))) == 2
