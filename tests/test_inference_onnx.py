@@ -162,3 +162,21 @@ def test_bench_backends(tmp_path, capsys):
     assert rows[1]["max_logit_diff"] < 1e-4 and rows[1]["top1_agreement"] == 1.0
     assert all(r["latency_s"] > 0 and len(r["times_s"]) == 2 for r in rows)
     assert "| onnxruntime int8 |" in table and len(list((tmp_path / "onnx").glob("*.onnx"))) == 2
+
+
+def test_bench_backends_accuracy_on_a_labelled_list(model_dir, shared_cache, tmp_path, capsys):
+    """--list: each backend's top-1 on a labelled list, recomputed here from predict's own classes."""
+    from videogen import write_video
+
+    videos = [write_video(tmp_path / f"{i}.mp4", 10 + 3 * i, width=40, height=32, fps=8) for i in range(3)]
+    (tmp_path / "test.csv").write_text("".join(f"{v},c{i}\n" for i, v in enumerate(videos)))
+    out = tmp_path / "acc.json"
+    assert main(["bench", "backends", "--model", str(model_dir), "--list", str(tmp_path / "test.csv"), "--cache",
+                 str(shared_cache), "--quiet", "-o", str(out)]) == 0
+    r = json.loads(out.read_text())["result"]
+    clf = uniformerv2.VideoClassifier.from_pretrained(model_dir, device="cpu")
+    want = 100 * sum(clf.predict(str(v)).top_k[0].index == i for i, v in enumerate(videos)) / 3
+    assert r["videos"] == 3 and r["backends"]["torch"]["top1"] == pytest.approx(want)
+    assert r["backends"]["torch"]["max_prob_diff"] == 0.0
+    assert r["backends"]["onnxruntime"]["max_prob_diff"] < FP32_TOL
+    assert "| onnxruntime int8 |" in capsys.readouterr().out

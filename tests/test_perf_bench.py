@@ -21,7 +21,7 @@ from uniformerv2.errors import UserError
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
-MODES = ["model", "pipeline", "prepare", "inference", "decode", "views", "memory", "recipes", "feed-demo"]
+MODES = ["model", "pipeline", "prepare", "inference", "decode", "views", "memory", "recipes", "feed-demo", "backends"]
 
 
 def _exit_code(argv) -> int:

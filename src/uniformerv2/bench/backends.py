@@ -77,3 +77,39 @@ def backends_table(r: dict) -> list[str]:
         out.append(f"| {row['backend']} | {row['latency_s']:.4f} | {row['ratio']:.2f} | {row['max_logit_diff']:.2g} "
                    f"| {row['max_prob_diff']:.2g} | {100 * row['top1_agreement']:.0f}% | {row['setup_s']:.1f} |")
     return out
+
+
+def backend_accuracy(model_dir, list_path, *, root: str = "", cases=CASES, cache=None, workers: int | None = 0,
+                     list_labels=None) -> dict:
+    """The accuracy cost of each backend on a trained model: the labelled videos of ``list_path`` (read as
+    ``eval`` reads a list) classified through every backend of ``cases`` with the model's default views. Per
+    backend: top-1, top-1 agreement with torch and with ONNX Runtime fp32, the largest probability difference
+    to torch."""
+    from ..engine.data import labelled_items
+    from ..factory import load_model
+    from ..inference import VideoClassifier
+
+    probs, labels = {}, None
+    for backend, quantize in cases:
+        clf = VideoClassifier(load_model(model_dir), device="cpu", backend=backend, quantize=quantize, cache=cache)
+        if labels is None:
+            items, _ = labelled_items(list_path, root=root, model_labels=clf.model.labels, list_labels=list_labels)
+            paths, labels = [it.path for it in items], np.array([it.label for it in items])
+        probs[_name(backend, quantize)] = np.stack([r.probs for r in clf.predict_many(paths, workers=workers)])
+    ref = probs[_name(*cases[0])].argmax(1)
+    fp32 = probs.get(_name("onnxruntime", "none"), probs[_name(*cases[0])]).argmax(1)
+    first = probs[_name(*cases[0])]
+    return {"videos": len(labels), "backends": {
+        name: {"top1": float(100 * (p.argmax(1) == labels).mean()),
+               "agreement_with_torch": float(100 * (p.argmax(1) == ref).mean()),
+               "agreement_with_fp32": float(100 * (p.argmax(1) == fp32).mean()),
+               "max_prob_diff": float(np.abs(p - first).max())} for name, p in probs.items()}}
+
+
+def accuracy_table(r: dict) -> list[str]:
+    lines = ["| backend | top-1 | top-1 agreement with torch | with fp32 ONNX Runtime | max prob diff to torch |",
+             "|---|---|---|---|---|"]
+    for name, b in r["backends"].items():
+        lines.append(f"| {name} | {b['top1']:.2f} | {b['agreement_with_torch']:.1f}% | "
+                     f"{b['agreement_with_fp32']:.1f}% | {b['max_prob_diff']:.2g} |")
+    return lines

@@ -168,6 +168,10 @@ def add_parser(sub):
     q.add_argument("--cases", nargs="+", choices=["torch", "onnxruntime", "int8"],
                    default=["torch", "onnxruntime", "int8"], help="backends to time (torch is the reference)")
     q.add_argument("--cache", metavar="DIR", help="where the ONNX files are kept (default: the cache folder)")
+    q.add_argument("--list", metavar="FILE",
+                   help="with --model (a trained model): the accuracy cost instead of latency, on this labelled "
+                        "list ('path,label' lines, read as eval reads them), e.g. the demo's data/test.csv")
+    q.add_argument("--root", metavar="DIR", default="", help="resolve the list's relative paths here")
     _threads(q)
 
 
@@ -309,10 +313,17 @@ def _feed_demo(args):
 
 
 def _backends(args):
-    from ..bench.backends import backends_table, bench_backends
+    from ..bench.backends import accuracy_table, backend_accuracy, backends_table, bench_backends
+    from ..errors import UserError
 
     cases = {"torch": ("torch", "none"), "onnxruntime": ("onnxruntime", "none"), "int8": ("onnxruntime", "int8")}
     chosen = [cases[c] for c in dict.fromkeys(["torch", *args.cases])]
+    if args.list:
+        if not args.model:
+            raise UserError("--list measures a trained model: give it with --model")
+        r = backend_accuracy(args.model, args.list, root=args.root, cases=chosen, cache=args.cache)
+        r["model"] = args.model
+        return r, [f"{args.model}: {r['videos']} videos of {args.list}, the model's views", "", *accuracy_table(r)]
 
     def model_fn():
         import torch
