@@ -9,6 +9,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from ..errors import VideoError
 from .decode import read_clip
+from .video import pool_context
 
 EMPTY_ROW = {"frames": None, "fps": None, "width": None, "height": None, "duration": None}
 
@@ -39,7 +40,7 @@ def check_videos(entries: list[tuple[str, dict | None]], *, timeout: float, work
             rows[k] = check_video(path, timeout, folder)
             bar.update(1)
     elif entries:
-        with ProcessPoolExecutor(max_workers=min(workers, len(entries))) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, len(entries)), mp_context=pool_context()) as pool:
             futures = {pool.submit(check_video, path, timeout, folder): k for k, (path, folder) in enumerate(entries)}
             for future in as_completed(futures):
                 k = futures[future]

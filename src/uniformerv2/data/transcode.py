@@ -314,6 +314,8 @@ def prepare_dataset(source, out, *, root: str = "", sep: str | None = None, sett
     """
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    from .video import pool_context
+
     out = Path(out)
     entries, extra = list_entries(source, root=root, sep=sep)
     src_dir = Path(source) if Path(source).is_dir() else Path(root or ".")
@@ -350,7 +352,7 @@ def prepare_dataset(source, out, *, root: str = "", sep: str | None = None, sett
             rows[k] = _job(job)
             bar is not None and bar.update()
     elif jobs:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=pool_context()) as pool:
             futures = {pool.submit(_job, job): k for k, job in jobs}
             for future in as_completed(futures):
                 k = futures[future]

@@ -219,3 +219,14 @@ def describe_os_error(e: OSError) -> str:
     if e.errno in (errno.EACCES, errno.EPERM):
         return "permission denied"
     return e.strerror or type(e).__name__
+
+
+def pool_context():
+    """The multiprocessing context of the pools that decode or encode video (``scan``, ``prepare``): a fork
+    server where the platform has one. A plain fork copies a process whose FFmpeg threads may hold locks (a
+    frame converter's slice threads, after any decoding or encoding in that process), and a worker forked at
+    that moment waits on them forever."""
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
