@@ -56,7 +56,7 @@ def run(args) -> int:
     from ..engine import distributed as dist
     from ..engine.config import load_config
     from ..engine.data import _list_path, labelled_items
-    from ..engine.evaluate import evaluate_videos
+    from ..engine.evaluate import config_views, evaluate_videos
     from ..inference import VideoClassifier
 
     if args.workers is not None and args.workers < 0:
@@ -88,9 +88,7 @@ def run(args) -> int:
                               quantize=args.quantize)
         items, how = labelled_items(list_path, root=cfg["data"]["root"], sep=cfg["data"]["separator"],
                                     model_labels=model.labels, list_labels=args.labels)
-        clips = cfg["eval"]["test_clips"] or clf.data.test_clips
-        crops = cfg["eval"]["test_crops"] or clf.data.test_crops
-        views = args.views or f"{clips}x{crops}"
+        views = args.views or config_views(cfg, clf.data)
         workers = args.workers if args.workers is not None else cfg["eval"]["num_workers"]
         progress = cfg["train"]["progress"] and info.is_main and not args.quiet
         d = cfg["data"]

@@ -171,6 +171,13 @@ def summarise_scores(parts, names: list, order: list[int], num_classes: int, agg
     return res
 
 
+def config_views(cfg: dict, data_config) -> str:
+    """The test views of a training config: ``eval.test_clips`` x ``eval.test_crops``, each falling back to
+    the model's ``DataConfig``."""
+    e = cfg["eval"]
+    return f"{e['test_clips'] or data_config.test_clips}x{e['test_crops'] or data_config.test_crops}"
+
+
 def evaluate_videos(clf, items, *, aggregate: str = "softmax", views=None, workers: int | None = None,
                     batch_size: int | None = None, out_dir=None, video_key: str | None = None,
                     resume: bool = False, retry_failed: bool = False, overwrite: bool = False,

@@ -548,7 +548,7 @@ def _final_eval(cfg: dict, out: Path, device, progress: bool) -> dict:
     from ..factory import load_model
     from ..inference import VideoClassifier
     from .data import _list_path, labelled_items
-    from .evaluate import evaluate_videos, write_outputs
+    from .evaluate import config_views, evaluate_videos, write_outputs
 
     model_dir = chosen_model_dir(out)
     model = load_model(model_dir)
@@ -556,8 +556,7 @@ def _final_eval(cfg: dict, out: Path, device, progress: bool) -> dict:
     items, _ = labelled_items(_list_path(d["root"], d["val"]), root=d["root"], sep=d["separator"],
                               model_labels=model.labels, list_labels="model")   # the lists finetune wrote
     clf = VideoClassifier(model, device=device, dtype=torch.float32)
-    views = (f"{cfg['eval']['test_clips'] or model.data_config.test_clips}x"
-             f"{cfg['eval']['test_crops'] or model.data_config.test_crops}")
+    views = config_views(cfg, model.data_config)
     res = evaluate_videos(clf, items, aggregate=cfg["eval"]["aggregate"], views=views,
                           workers=d["num_workers"], progress=progress, backend=d["backend"], timeout=d["timeout"])
     write_outputs(out / "val", res, model.labels)

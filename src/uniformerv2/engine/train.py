@@ -36,7 +36,7 @@ from . import distributed as dist
 from ..data.device_augment import ToDevice
 from .config import dump, load_config
 from .data import build_datasets, make_augment, make_train_loader
-from .evaluate import evaluate, evaluate_videos, write_outputs
+from .evaluate import config_views, evaluate, evaluate_videos, write_outputs
 from .metrics import plot_curves
 from .optim import EMA, build_optimizer
 from .runlog import MetricsLog, StepWindow
@@ -405,10 +405,8 @@ def final_test(state: TrainState, run: Run) -> dict:
         items, _ = labelled_items(_list_path(d["root"], d["test"]), root=d["root"], sep=d["separator"],
                                   model_labels=model.labels, list_labels="model")  # read as training reads lists
         clf = VideoClassifier(model, device=run.info.device, dtype=torch.float32)
-        dc = clf.data
-        views = f"{cfg['eval']['test_clips'] or dc.test_clips}x{cfg['eval']['test_crops'] or dc.test_crops}"
-        res = evaluate_videos(clf, items, views=views, workers=_eval_workers(cfg), backend=d["backend"],
-                              timeout=d["timeout"], frame_template=d["frame_template"],
+        res = evaluate_videos(clf, items, views=config_views(cfg, clf.data), workers=_eval_workers(cfg),
+                              backend=d["backend"], timeout=d["timeout"], frame_template=d["frame_template"],
                               frame_start_index=d["frame_start_index"], **common)
         if main:
             write_outputs(out / "test", res, model.labels)
