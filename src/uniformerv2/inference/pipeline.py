@@ -45,11 +45,6 @@ def usable_cores() -> int:
     return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
-def default_workers() -> int:
-    """Input worker processes: the usable cores minus one for the process that runs the model."""
-    return max(0, usable_cores() - 1)
-
-
 def decoder_threads(workers: int) -> int | None:
     """Decoder threads per worker: the usable cores shared among the workers (at least one); None (FFmpeg's
     choice) when decoding in the calling process. Threads do not change the decoded frames."""
