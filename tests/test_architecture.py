@@ -20,7 +20,7 @@ LAYERS = [
     {"accel"},
     {"factory"},
     {"inference"},
-    {"engine", "synth"},
+    {"engine", "synth", "serve"},
     {"bench"},
     {"demo"},
     {"cli"},

@@ -26,7 +26,7 @@ from .common import formatter_with_hidden_aliases, settle_output
 
 COMMANDS = [
     "models", "download", "info", "convert", "bench", "scan", "lists", "prepare", "synth",
-    "train", "finetune", "eval", "predict", "features", "export", "ablate", "demo",
+    "train", "finetune", "eval", "predict", "features", "explain", "live", "serve", "export", "ablate", "demo",
 ]
 
 # What a user's input can raise besides UserError: a missing or unreadable file named on the command line.
