@@ -4,7 +4,9 @@ from __future__ import annotations
 FORMATS = {"official": "official UniFormerV2 checkpoint", "uniformerv2": "uniformerv2 checkpoint",
            "mmaction2": "MMAction2 UniFormerV2 checkpoint (Recognizer3D: backbone + cls_head)",
            "model_dir": "uniformerv2 model directory",
-           "keras": "Keras .h5 weights of the TensorFlow port (read by position into the official layout)"}
+           "keras": "Keras .h5 weights of the TensorFlow port (read by position into the official layout)",
+           "keras_savedmodel": "zipped TensorFlow SavedModel of the TensorFlow port (its variables read by position "
+                               "into the official layout)"}
 
 
 def add_parser(sub):

@@ -24,6 +24,7 @@ import torch
 
 from ..errors import CheckpointError
 from .keras import HDF5_MAGIC, is_hdf5, load_keras_h5
+from .savedmodel import is_savedmodel_zip, load_savedmodel_zip
 
 # Globals that only carry configuration (dict subclasses); read as plain dicts, never imported.
 _INERT_DICT_GLOBALS = ("yacs.config.CfgNode", "fvcore.common.config.CfgNode", "collections.OrderedDict")
@@ -300,6 +301,8 @@ def load_file(path: str | Path, *, drop_foreign: bool = False) -> dict:
     sniff(path)  # one line that says what the file is when it cannot be weights
     if is_hdf5(path):  # the Keras port's weights, returned in the official layout
         return load_keras_h5(path)
+    if is_savedmodel_zip(path):  # the port's zipped TensorFlow SavedModel, likewise
+        return load_savedmodel_zip(path)
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file as st_load

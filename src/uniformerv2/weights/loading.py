@@ -12,6 +12,7 @@ from .format import is_model_dir, read_config, read_weights
 from ..labels import canonical_name, load_labels
 from .io import load_file, load_state_dict, refuse_foreign, unwrap_state_dict
 from .keras import is_hdf5, load_keras_h5
+from .savedmodel import is_savedmodel_zip, load_savedmodel_zip
 from .mmaction2 import looks_mmaction2, mmaction2_to_official, split_mmaction2
 from .official import is_official, official_to_ours
 from .vit import inflate_patch_embed, resize_pos_embed, to_clip_visual
@@ -85,7 +86,8 @@ def _is_backbone(name: str) -> bool:
 def read_checkpoint(path) -> tuple[dict, str, list[str] | None]:
     """(our state dict, format, class names of the head rows when known) from a model directory, our
     state-dict file, an official ``.pyth``, an MMAction2 ``.pth`` (format ``mmaction2``: the rows are in
-    MMAction2's label order, or the order its ``meta`` names) or the Keras port's ``.h5`` (format ``keras``)."""
+    MMAction2's label order, or the order its ``meta`` names), the Keras port's ``.h5`` (format ``keras``) or its
+    zipped SavedModel (format ``keras_savedmodel``)."""
     if is_model_dir(path):
         cfg = read_config(path)
         return read_weights(path), "uniformerv2", cfg.get("labels")
@@ -93,6 +95,10 @@ def read_checkpoint(path) -> tuple[dict, str, list[str] | None]:
         ours, unknown = official_to_ours(load_keras_h5(path))
         assert not unknown, unknown  # the Keras reader writes official names only
         return ours, "keras", None
+    if is_savedmodel_zip(path):
+        ours, unknown = official_to_ours(load_savedmodel_zip(path))
+        assert not unknown, unknown  # read by the Keras reader: official names only
+        return ours, "keras_savedmodel", None
     obj = load_file(path, drop_foreign=True)  # foreign objects are inert markers, never imported
     if looks_mmaction2(obj):
         mm, meta = split_mmaction2(obj, path)

@@ -26,7 +26,7 @@ from pathlib import Path
 from ..errors import UserError
 
 ENV_REGISTRY = "UNIFORMERV2_REGISTRY"
-VIDEO_LAYOUTS = ("official", "mmaction2", "uniformerv2", "keras")  # whole UniFormerV2 models
+VIDEO_LAYOUTS = ("official", "mmaction2", "uniformerv2", "keras", "keras_savedmodel")  # whole UniFormerV2 models
 IMAGE_LAYOUTS = ("clip", "clip_visual")  # image towers that arm a backbone
 LAYOUTS = VIDEO_LAYOUTS + IMAGE_LAYOUTS
 ORIGINS = ("official", "ported", "mmaction2", "openai", "user")
