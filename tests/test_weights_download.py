@@ -285,7 +285,7 @@ def test_shipped_registry_is_well_formed(monkeypatch):
 
     raw = json.loads(resources.files("uniformerv2.weights").joinpath("registry.json").read_text())
     entries = list_entries()
-    assert len(entries) == len(raw["entries"]) == 62
+    assert len(entries) == len(raw["entries"]) == 63
     assert all("size" in e for e in raw["entries"])  # a size, or an explicit null (unknown)
     assert len({e.file for e in entries}) == len(entries)
     for e in entries:
@@ -297,7 +297,7 @@ def test_shipped_registry_is_well_formed(monkeypatch):
             preset = PRESETS[e.preset]  # a known preset ...
             assert e.arch == preset.arch and e.name.startswith(e.preset + "."), e.name
             assert len(load_labels(e.labels)) == preset.model["num_classes"], e.name  # ... and label list
-            assert e.views is None or e.views in ("4x3", "2x3", "10x3"), e.name
+            assert e.views is None or e.views in ("4x3", "2x3", "10x3", "1x3"), e.name
         else:
             assert e.arch in ARCHS and e.layout in ("clip", "clip_visual"), e.name
     mm = [e for e in entries if e.layout == "mmaction2"]
@@ -330,7 +330,7 @@ def test_extra_registry_adds_and_overrides_entries(tmp_path, monkeypatch):
     assert e.urls == ("https://intranet.example/k400.pyth",) and e.size == 458_289_355  # other fields kept
     assert get_entry("k400_b16_8x224").name == "k400_b16_8x224.team"  # marked default
     assert get_entry("k400_b16_8x224.team").labels == ("a", "b")
-    assert len(load_registry()) == 63
+    assert len(load_registry()) == 64
     bad = tmp_path / "bad.json"
     for body, match in (({"entries": [{"name": "x.y", "file": "f", "urls": ["https://h/f"], "sha256": "ab" * 4,
                                        "layout": "official", "preset": "k400_b16_8x224", "labels": "kinetics400",
