@@ -21,13 +21,15 @@ A SavedModel keeps its variables in a *tensor bundle*: ``variables/variables.ind
   1: children ``{1: node_id, 2: local_name}`` and 2: attributes ``{1: name, 2: full_name,
   3: checkpoint_key}``).  Every variable's value is stored under its ``checkpoint_key``.
 
-Which variable is which: a Keras model saved as a SavedModel lists its variables as the children ``0``,
-``1``… of its root's ``variables`` node, in the order of ``model.variables``, which is the order Keras's
-``save_weights`` writes to an ``.h5`` (each layer's weights, trainable then not, layer by layer, then the
-model's own).  That order was checked on SavedModels that TensorFlow 2.12 wrote from the port's own model;
-the Keras reader then maps it with a shape check at every tensor (``keras.keras_to_official``).  The keys
-themselves (object-graph paths such as ``transformer/.../kernel/.ATTRIBUTES/VARIABLE_VALUE``) are never
-interpreted.
+Which variable is which: the port's SavedModel is a Keras model's (``model.save``), whose object graph gives
+the model and each layer it tracks a ``variables`` and a ``trainable_variables`` list (children ``0``,
+``1``…).  Keras's ``save_weights`` writes an ``.h5`` layer by layer (``model.layers``, the order the model
+tracks them), each layer's trainable weights before the others, then the model's own weights; the reader
+rebuilds that order from those lists (the root's own ``variables`` list is in another order: it puts the
+transformer's BatchNorm statistics after the backbone blocks).  This was established on SavedModels that
+TensorFlow 2.12 wrote from the port's own model (tensors identical, in order, to the same model's ``.h5``);
+the Keras reader then maps them with a shape check at every tensor (``keras.keras_to_official``).  The keys
+themselves (object-graph paths such as ``variables/17/.ATTRIBUTES/VARIABLE_VALUE``) are never interpreted.
 
 Checks: the crc32c of every table block, of the object graph and of every tensor up to 256 KiB (pure
 Python is too slow for the large ones), the byte size of every tensor against its dtype and shape, and the
@@ -51,7 +53,6 @@ INDEX_SUFFIX = "variables/variables.index"
 CRC_CHECKED_BYTES = 256 << 10
 # TensorFlow DataType numbers (types.proto) of the tensors a Keras model holds.
 DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 9: np.int64, 19: np.float16, 14: "bfloat16"}
-DT_STRING = 7
 
 
 # ----------------------------------------------------------------------------- crc32c (Castagnoli), masked
@@ -186,7 +187,7 @@ class _Entry:
                 for n, dim in _fields(v):
                     if n == 2:
                         self.shape.append(next((_signed(s) for k, s in _fields(dim) if k == 1), 0))
-                    elif n == 3 and v:
+                    elif n == 3 and dim:
                         raise ValueError("a tensor of unknown rank")
             elif number == 3:
                 self.shard = v
@@ -321,8 +322,8 @@ def is_savedmodel_zip(path) -> bool:
 
 
 def read_savedmodel_weights(path) -> list[tuple[str, np.ndarray]]:
-    """The variables of the Keras model in a SavedModel zip, as (checkpoint key, float32 array), in the
-    order of ``model.variables`` (the order Keras writes them to an ``.h5``)."""
+    """The variables of the Keras model in a SavedModel zip, as (checkpoint key, float32 array), in the order
+    Keras's ``save_weights`` writes them to an ``.h5``."""
     path = Path(path)
 
     def bad(why: str):
@@ -345,8 +346,8 @@ def read_savedmodel_weights(path) -> list[tuple[str, np.ndarray]]:
                 raise bad(f"the index: {e}") from None
             if OBJECT_GRAPH_KEY not in entries:
                 raise bad("no object graph in the bundle")
-            wanted = {OBJECT_GRAPH_KEY: entries[OBJECT_GRAPH_KEY]}
-            raw = _read_entries(z, prefix, shards, wanted, bad)
+            # one pass over the data (the object graph is stored last): every stored tensor is read
+            raw = _read_entries(z, prefix, shards, {k: e for k, e in entries.items() if not e.sliced}, bad)
             try:
                 graph = _strings(raw[OBJECT_GRAPH_KEY], 1, entries[OBJECT_GRAPH_KEY].crc)[0]
                 keys = keras_variable_keys(_object_graph(graph))
@@ -358,7 +359,6 @@ def read_savedmodel_weights(path) -> list[tuple[str, np.ndarray]]:
             sliced = [k for k in keys if entries[k].sliced]
             if sliced:
                 raise bad(f"variable {sliced[0].decode(errors='replace')} is partitioned")
-            raw = _read_entries(z, prefix, shards, {k: entries[k] for k in keys}, bad)
             out = []
             for k in keys:
                 try:
