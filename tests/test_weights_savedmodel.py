@@ -69,6 +69,12 @@ def test_a_tensorflow_written_savedmodel_reads_in_h5_order():
     assert len(bn) == 4 and all(not torch.equal(m.running_var, torch.ones_like(m.running_var)) for m in bn)
 
 
+def test_no_tensorflow_nor_h5py_is_needed(monkeypatch):
+    for module in ("tensorflow", "h5py", "google.protobuf"):
+        monkeypatch.setitem(sys.modules, module, None)  # importing it would fail
+    assert read_checkpoint(TF_FILE)[1] == "keras_savedmodel"
+
+
 def test_the_writer_mirrors_the_tensorflow_layout(tmp_path):
     """Fed the weights read back, the test writer writes the same keys, shapes, values and object-graph lists."""
     official = sm.load_savedmodel_zip(TF_FILE)
