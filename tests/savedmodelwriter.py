@@ -125,9 +125,12 @@ def _entry(dtype: int, shape, offset: int, size: int, crc: int) -> bytes:
             + fixed32(6, masked(crc)))
 
 
-def bundle(tensors: dict[str, np.ndarray], graph: bytes, block_size: int = 262144) -> tuple[bytes, bytes]:
+def bundle(tensors: dict[str, np.ndarray], graph: bytes, block_size: int = 262144,
+           crc_limit: int | None = None) -> tuple[bytes, bytes]:
     """(index file, data file) of float32 ``tensors`` and the object graph: the data file holds the tensors in
-    the order of ``tensors``, then the object graph (TensorFlow's order: the graph's breadth-first order)."""
+    the order of ``tensors``, then the object graph (TensorFlow's order: the graph's breadth-first order).
+    ``crc_limit``: tensors larger than this many bytes get a zero checksum (pure-Python crc32c takes minutes
+    over a B/16; the reader checks only the tensors up to its own limit)."""
     values = dict(tensors)
     values["_CHECKPOINTABLE_OBJECT_GRAPH"] = graph
     index = {b"": field(1, 1) + field(3, field(1, 1))}  # num_shards 1, little-endian (0: omitted), version 1
@@ -142,7 +145,8 @@ def bundle(tensors: dict[str, np.ndarray], graph: bytes, block_size: int = 26214
             index[key.encode()] = _entry(7, (), len(data), len(raw), crc)
         else:
             raw = np.ascontiguousarray(v, dtype="<f4").tobytes()
-            index[key.encode()] = _entry(1, v.shape, len(data), len(raw), crc32c(raw))
+            crc = crc32c(raw) if crc_limit is None or len(raw) <= crc_limit else 0
+            index[key.encode()] = _entry(1, v.shape, len(data), len(raw), crc)
         data += raw
     return table_file(index, block_size), bytes(data)
 
@@ -219,11 +223,12 @@ def savedmodel_variables(official_sd: dict) -> tuple[dict[str, np.ndarray], byte
     return tensors, g.serialize(), keys_in_h5_order
 
 
-def write_savedmodel_zip(path, official_sd: dict, *, folder: str = "TFUniFormerV2_TEST", block_size: int = 262144):
+def write_savedmodel_zip(path, official_sd: dict, *, folder: str = "TFUniFormerV2_TEST", block_size: int = 262144,
+                         crc_limit: int | None = None, compression: int = zipfile.ZIP_DEFLATED):
     """Write the port's zipped SavedModel (its variables) of ``official_sd``; returns ``path``."""
     tensors, graph, _ = savedmodel_variables(official_sd)
-    index, data = bundle(tensors, graph, block_size)
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+    index, data = bundle(tensors, graph, block_size, crc_limit)
+    with zipfile.ZipFile(path, "w", compression) as z:
         z.writestr(f"{folder}/saved_model.pb", field(1, 1))  # saved_model_schema_version 1 (the graph left out)
         z.writestr(f"{folder}/variables/variables.index", index)
         z.writestr(f"{folder}/variables/variables.data-00000-of-00001", data)

@@ -244,3 +244,37 @@ def test_the_shipped_name_downloads_through_the_mirror(env, capsys):
                            "TFUniFormerV2_SSV2_B16_16x224.zip")) == 1
     assert path.name == "TFUniFormerV2_SSV2_B16_16x224.zip" and "has sha256" in capsys.readouterr().err
     assert read_checkpoint(path)[1] == "keras_savedmodel"
+
+
+@pytest.mark.slow
+def test_predict_by_the_shipped_name_with_a_b16_sized_file(tmp_path, monkeypatch):
+    """``uniformerv2 predict VIDEO --model ssv2_b16_16x224.clip_keras``: a SavedModel zip of the real entry's
+    architecture (Something-Something V2 B/16 16x224, local MHRA, random weights) under the entry's URL on a
+    loopback mirror, downloaded, read, loaded into the preset and run; the classes it prints are SSv2's."""
+    from videogen import write_video
+
+    torch.manual_seed(5)
+    sd = u.export_official_state_dict(u.create_model("ssv2_b16_16x224"))
+    release = tmp_path / "mirror" / "github.com" / "innat" / "UniFormerV2" / "releases" / "download" / "v1.1"
+    release.mkdir(parents=True)
+    write_savedmodel_zip(release / "TFUniFormerV2_SSV2_B16_16x224.zip", sd, crc_limit=sm.CRC_CHECKED_BYTES,
+                         compression=zipfile.ZIP_STORED)
+    del sd
+    clip = write_video(tmp_path / "clip.mp4", 40)
+    server = FileServer(tmp_path / "mirror")
+    try:
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("UNIFORMERV2_OFFLINE", "HF_HUB_OFFLINE", "UNIFORMERV2_REQUIRE_DIGEST", "UNIFORMERV2_REGISTRY",
+                            "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")}
+        env.update(NO_PROXY="127.0.0.1,localhost", UNIFORMERV2_HOME=str(tmp_path / "home"),
+                   UNIFORMERV2_MIRROR=server.url)
+        r = subprocess.run([sys.executable, "-m", "uniformerv2", "predict", str(clip), "--model",
+                            "ssv2_b16_16x224.clip_keras", "--views", "1x1", "--device", "cpu"],
+                           capture_output=True, text=True, timeout=400, env=env)
+    finally:
+        server.close()
+    assert r.returncode == 0, r.stderr
+    ssv2 = set(load_labels("something_something_v2"))
+    ranked = [line.split(None, 2) for line in r.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert len(ranked) == 5 and all(name in ssv2 for _, _, name in ranked), r.stdout
+    assert "has sha256" in r.stderr  # no published digest: the first download prints its own
