@@ -38,7 +38,7 @@ import torch
 
 from ..accel.swap import revert, swap
 from ..errors import UserError, VideoError
-from ..model.layers import GlobalUniBlock, drop_path, merge_heads, split_heads
+from ..model.layers import Attention, GlobalUniBlock, drop_path, merge_heads, split_heads
 
 METHOD = ("attention: the global blocks' query attention weights (mean over heads; combined: mean over layers); "
           "class-specific: gradient-weighted attention, Chefer et al. 2021 (mean over heads of the positive part "
@@ -76,11 +76,32 @@ class RecordingGlobalUniBlock(GlobalUniBlock):
         return q + drop_path(self.mlp(self.norm2(q)), self.drop_path, self.training, shape)
 
 
+class RecordingAttention(Attention):
+    """The backbone's per-frame ``Attention`` computing its weights explicitly and handing them to the recorder
+    of the calling thread (``recording``); the same numbers as the reference (up to float rounding)."""
+
+    REFERENCE = Attention
+
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        records = getattr(_RECORDER, "backbone", None)
+        if records is None:
+            return super().mix(x)
+        b, l, c = x.shape
+        heads = self.num_heads
+        q, k, v = self.qkv(x).view(b, l, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+        weights = torch.softmax((q @ k.transpose(-2, -1)) * (c // heads) ** -0.5, dim=-1)  # (B·T', heads, L, L)
+        if torch.is_grad_enabled() and not weights.requires_grad:
+            weights.requires_grad_(True)
+        records.append(weights)
+        return merge_heads(weights @ v)
+
+
 @contextmanager
 def recording(model):
-    """Inside: ``model`` runs its reference blocks with recording global blocks, no parameter requires a
-    gradient, and the list yielded collects the attention weights of every global block called in this thread
-    (in call order). Afterwards the model's classes and flags are as they were."""
+    """Inside: ``model`` runs its reference blocks with recording global blocks and backbone attention, no
+    parameter requires a gradient, and the recorder yielded (``.records``: the global blocks, ``.backbone``: the
+    backbone layers) collects the attention weights of every such module called in this thread, in call order.
+    Afterwards the model's classes and flags are as they were."""
     with _LOCK:
         classes = [(m, type(m)) for m in model.modules()]
         flags = [(p, p.requires_grad) for p in model.parameters()]
@@ -88,12 +109,14 @@ def recording(model):
             revert(model)
             for blk in model.global_blocks:
                 swap(blk, RecordingGlobalUniBlock)
+            for blk in model.blocks:
+                swap(blk.attn, RecordingAttention)
             for p, _ in flags:
                 p.requires_grad_(False)
-            _RECORDER.records = []
-            yield _RECORDER.records
+            _RECORDER.records, _RECORDER.backbone = [], []
+            yield _RECORDER
         finally:
-            _RECORDER.records = None
+            _RECORDER.records = _RECORDER.backbone = None
             for m, cls in classes:
                 m.__class__ = cls
             for p, flag in flags:
@@ -107,7 +130,10 @@ class ExplainedWindow:
 
     start / end: seconds (None without windows); frames: (clips, T) sampled frame indices of the video;
     crops: 1 or 3; target: the class explained (index); probs: (K,) mean softmax of the window's views;
-    attention / gradient: (V, G, heads, T', 1 + h·w) float32, per view (clip-major), global layer and head;
+    attention / gradient: (V, G, heads, T', 1 + h·w) float32, per view (clip-major), global layer and head:
+    the query's weights over the layer's tokens and the gradient of the target's logit with respect to them;
+    attention_maps / class_maps: (V, G, T', 1 + h·w), the query's attention rolled out through the backbone and
+    its class relevance (``_propagate``), over each frame's input tokens (column 0: the class embedding);
     size: (H, W) of the original frames; resized: (h, w) after the short-side resize; crop: the crop size.
     """
     start: float | None
@@ -118,6 +144,8 @@ class ExplainedWindow:
     probs: np.ndarray = field(repr=False)
     attention: np.ndarray = field(repr=False)
     gradient: np.ndarray = field(repr=False)
+    attention_maps: np.ndarray = field(repr=False)
+    class_maps: np.ndarray = field(repr=False)
     size: tuple[int, int] = (0, 0)
     resized: tuple[int, int] = (0, 0)
     crop: int = 0
@@ -137,27 +165,31 @@ class ExplainedWindow:
         return math.isqrt(self.attention.shape[4] - 1)
 
     def token_map(self, kind: str = "class", layer: int | None = None) -> np.ndarray:
-        """(V, T', 1 + h·w) per view: ``kind`` "attention" (mean over heads, and over layers unless ``layer``
-        is given: its index among the global layers) or "class" (gradient-weighted, summed over layers)."""
+        """(V, T', 1 + h·w) per view over each frame's input tokens: ``kind`` "attention" (the rolled-out query
+        attention; mean over the global layers unless ``layer`` is given: its index among them) or "class"
+        (the class relevance, summed over the global layers)."""
         if kind not in KINDS:
             raise UserError(f"map kind must be one of {KINDS}, got {kind!r}")
-        a = self.attention if layer is None else self.attention[:, layer:layer + 1]
-        if kind == "attention":
-            return a.mean(axis=2).mean(axis=1)
-        g = self.gradient if layer is None else self.gradient[:, layer:layer + 1]
-        return np.maximum(a * g, 0).mean(axis=2).sum(axis=1)
+        maps = self.attention_maps if kind == "attention" else self.class_maps
+        if layer is not None:
+            return maps[:, layer]
+        return maps.mean(axis=1) if kind == "attention" else maps.sum(axis=1)
 
     def patch_maps(self, kind: str = "class", layer: int | None = None) -> np.ndarray:
-        """(V, T', h, w): the patch tokens' part of ``token_map``."""
+        """(V, T', h, w): the patch tokens' part of ``token_map`` (what has a place in the frame)."""
         m = self.token_map(kind, layer)
         g = self.grid
         return m[:, :, 1:].reshape(m.shape[0], m.shape[1], g, g)
 
     # ------------------------------------------------------------ per input frame
     def frame_mass(self, kind: str = "class") -> dict[int, float]:
-        """{frame index: share of the map}: each view's map normalised to sum 1, a token step's mass split
-        evenly over the frames it covers, the views averaged (the values sum to 1)."""
-        m = self.token_map(kind).sum(axis=2)  # (V, T')
+        """{frame index: share of the map}: each view's map over its T'·L tokens (for "attention": the query's
+        own weights, averaged over heads and layers) normalised to sum 1, a token step's mass split evenly over
+        the frames it covers, the views averaged (the values sum to 1)."""
+        if kind == "attention":
+            m = self.attention.mean(axis=(1, 2)).sum(axis=2)  # (V, T')
+        else:
+            m = self.token_map(kind).sum(axis=2)
         out: dict[int, float] = {}
         views, s = m.shape[0], self.stride
         for v in range(views):
@@ -253,14 +285,17 @@ class Explanation:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The raw arrays, per window ``w``: ``w{j}.attention`` / ``w{j}.gradient`` (V, G, heads, T', 1 + h·w),
-        ``w{j}.frames`` (clips, T), ``w{j}.probs`` (K,), ``w{j}.attention_map`` / ``w{j}.class_map``
-        (V, T', h, w); and ``probs`` (K,)."""
+        ``w{j}.attention_rollout`` / ``w{j}.class_relevance`` (V, G, T', 1 + h·w), ``w{j}.frames`` (clips, T),
+        ``w{j}.probs`` (K,), ``w{j}.attention_map`` / ``w{j}.class_map`` (V, T', h, w), the combined maps over the
+        patch grid; and ``probs`` (K,)."""
         out = {"probs": self.probs.astype(np.float32)}
         for j, w in enumerate(self.windows):
             out[f"w{j}.attention"] = w.attention
             out[f"w{j}.gradient"] = w.gradient
             out[f"w{j}.frames"] = w.frames.astype(np.int64)
             out[f"w{j}.probs"] = w.probs.astype(np.float32)
+            out[f"w{j}.attention_rollout"] = w.attention_maps
+            out[f"w{j}.class_relevance"] = w.class_maps
             out[f"w{j}.attention_map"] = w.patch_maps("attention").astype(np.float32)
             out[f"w{j}.class_map"] = w.patch_maps("class").astype(np.float32)
         return {k: np.ascontiguousarray(v) for k, v in out.items()}
@@ -308,37 +343,50 @@ def resolve_target(target, labels: list[str]) -> int | None:
                     f"{', '.join(repr(x) for x in labels[:3])})")
 
 
-def explain_views(model, views: torch.Tensor, data, device, dtype, target: int | None, batch: int):
-    """uint8 views (V, 3, T, S, S) of one window -> (probs (K,), target, attention, gradient), the arrays
-    (V, G, heads, T', L) in float32: forward passes of ``batch`` views with recording, the target (default:
-    the top-1 of the mean softmax), one backward pass of the target's logit summed over the views."""
+def explain_views(model, views: torch.Tensor, data, device, dtype, target: int | None, batch: int,
+                  prepass=None) -> dict:
+    """uint8 views (V, 3, T, S, S) of one window -> {"probs" (K,), "target", "attention", "gradient" (V, G,
+    heads, T', L), "attention_maps", "class_maps" (V, G, T', L)} (float32 numpy): forward passes of ``batch``
+    views with recording, and for each one backward pass of the target's logit (default target: the top-1 of
+    the window's mean softmax; when the views take several passes it comes from ``prepass(views)``, the
+    engine's inference pass, first)."""
     from .views import normalize_views
 
     cfg = model.cfg
-    t, length = cfg.time_steps, cfg.tokens_per_frame
-    logits, records = [], []
+    stage_of = {layer: j for j, layer in enumerate(cfg.global_layers)}
+    if target is None and len(views) > batch and prepass is not None:
+        target = int(np.argmax(prepass(views).mean(0)))
+    out: dict[str, list] = {k: [] for k in ("logits", "attention", "gradient", "attention_maps", "class_maps")}
     with recording(model) as rec, torch.enable_grad():
         for i in range(0, len(views), batch):
             x = normalize_views(views[i:i + batch].to(device), data.mean, data.std).to(dtype)
-            rec.clear()
-            logits.append(model(x).float())
-            records.append(list(rec))
-        if not records[0]:
-            raise UserError("this model has no global blocks (global_layers is empty): no query attention to show")
-        all_logits = torch.cat(logits)
-        probs = torch.softmax(all_logits.detach(), dim=-1).mean(0).cpu().numpy()
-        if target is None:
-            target = int(np.argmax(probs))
-        flat = [w for r in records for w in r]
-        grads = torch.autograd.grad(all_logits[:, target].sum(), flat, allow_unused=True)
-    att, grad, pos = [], [], 0
-    for r in records:
-        g = grads[pos:pos + len(r)]
-        pos += len(r)
-        att.append(torch.stack([_tokens(w, t, length) for w in r], 1))
-        grad.append(torch.stack([_tokens(gw if gw is not None else torch.zeros_like(w), t, length)
-                                 for w, gw in zip(r, g)], 1))
-    return probs, target, torch.cat(att).numpy(), torch.cat(grad).numpy()
+            rec.records.clear()
+            rec.backbone.clear()
+            logits = model(x).float()
+            if target is None:
+                target = int(torch.softmax(logits.detach(), -1).mean(0).argmax())
+            glob, back = list(rec.records), list(rec.backbone)
+            if not glob:
+                raise UserError("this model has no global blocks (global_layers is empty): no query attention")
+            grads = torch.autograd.grad(logits[:, target].sum(), glob + back, allow_unused=True)
+            gq, gb = grads[:len(glob)], grads[len(glob):]
+            t, length = cfg.time_steps, cfg.tokens_per_frame
+            att = torch.stack([_tokens(w, t, length) for w in glob], 1)               # (n, G, heads, T', L)
+            grad = torch.stack([_tokens(_grad(w, g), t, length) for w, g in zip(glob, gq)], 1)
+            rolled, relevance = _propagate(att, grad, back, gb, stage_of, t)
+            out["logits"].append(logits.detach().cpu())
+            out["attention"].append(att.numpy())
+            out["gradient"].append(grad.numpy())
+            out["attention_maps"].append(rolled.numpy())
+            out["class_maps"].append(relevance.numpy())
+            del glob, back, grads, gq, gb
+    probs = torch.softmax(torch.cat(out.pop("logits")), -1).mean(0).numpy()
+    res = {k: np.concatenate(v).astype(np.float32) for k, v in out.items()}
+    return dict(res, probs=probs, target=int(target))
+
+
+def _grad(w: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
+    return torch.zeros_like(w) if g is None else g
 
 
 def _tokens(w: torch.Tensor, t: int, length: int) -> torch.Tensor:
@@ -346,6 +394,40 @@ def _tokens(w: torch.Tensor, t: int, length: int) -> torch.Tensor:
     tokens; the hierarchical fusions put earlier stages' outputs first), averaged over the queries."""
     w = w.detach()[..., -t * length:].float().mean(2)
     return w.reshape(w.shape[0], w.shape[1], t, length).cpu()
+
+
+def _normalised(rel: torch.Tensor, eye: torch.Tensor) -> torch.Tensor:
+    """Chefer et al.'s R̄ = I + rows of (R − I) scaled to sum 1 (rows without relevance stay 0)."""
+    extra = rel - eye
+    total = extra.sum(-1, keepdim=True)
+    return eye + torch.where(total > 0, extra / total.clamp(min=1e-12), torch.zeros_like(extra))
+
+
+def _propagate(att, grad, back, back_grads, stage_of: dict, t: int):
+    """The query's maps over the input tokens of each frame, per global stage: (n, G, T', L) each.
+
+    attention: rollout (Abnar & Zuidema 2020) through the backbone's per-frame attention up to the stage's
+    layer, R <- (A + I)/2 · R with A averaged over heads, then the query's head-averaged weights times R
+    (each row of R sums to 1, so a frame's mass is kept). class: Chefer et al. 2021, R <- R + Ā·R with
+    Ā = mean_heads[(∇A ⊙ A)^+] for the backbone, then the query's Ā_q times R̄ (their normalisation of R: the
+    part added to the identity scaled to rows of sum 1)."""
+    n, g, _, _, length = att.shape
+    eye = torch.eye(length).expand(n * t, length, length)
+    roll, rel = eye.clone(), eye.clone()
+    maps_a = torch.zeros(n, g, t, length)
+    maps_c = torch.zeros(n, g, t, length)
+    q_att = att.mean(2)                                       # (n, G, T', L)
+    q_rel = (grad * att).clamp(min=0).mean(2)
+    for layer, (w, gw) in enumerate(zip(back, back_grads)):
+        a = w.detach().float().cpu()
+        roll = torch.bmm(0.5 * a.mean(1) + 0.5 * eye, roll)
+        cam = (_grad(w, gw).detach().float().cpu() * a).clamp(min=0).mean(1)
+        rel = rel + torch.bmm(cam, rel)
+        j = stage_of.get(layer)
+        if j is not None:
+            maps_a[:, j] = torch.bmm(q_att[:, j].reshape(n * t, 1, length), roll).view(n, t, length)
+            maps_c[:, j] = torch.bmm(q_rel[:, j].reshape(n * t, 1, length), _normalised(rel, eye)).view(n, t, length)
+    return maps_a, maps_c
 
 
 def explain_video(clf, video, target=None, *, views=None, window: float | None = None, stride: float | None = None,
@@ -363,7 +445,13 @@ def explain_video(clf, video, target=None, *, views=None, window: float | None =
     item = VideoInput(video, fps)
     data = clf.data
     per_window = spec.views_per_window
-    batch = max(1, min(per_window, spec.group_views))
+    # a pass keeps the graph of the whole backbone (its attention needs gradients): a quarter of the views
+    # the engine runs per inference pass
+    batch = int(batch_size) if batch_size else max(1, min(per_window, clf.engine.views_per_pass(1) // 4))
+
+    def prepass(v):
+        return clf.engine.forward_views(v)[2]
+
     src = VideoSource(video, fps)
     if src.array is not None:
         size = tuple(src.array.shape[1:3])
@@ -385,9 +473,10 @@ def explain_video(clf, video, target=None, *, views=None, window: float | None =
         frames = chunk.frames if chunk.windows is not None else chunk.frames[None]
         for j, win in enumerate(groups):
             v = chunk.views[j * per_window:(j + 1) * per_window]
-            probs, tgt, att, grad = explain_views(model, v, data, clf.device, clf.dtype, wanted, batch)
+            r = explain_views(model, v, data, clf.device, clf.dtype, wanted, batch, prepass)
             windows.append(ExplainedWindow(win.start if win else None, win.end if win else None, frames[j],
-                                           spec.crops, tgt, probs, att, grad, size, resized, data.crop_size))
+                                           spec.crops, r["target"], r["probs"], r["attention"], r["gradient"],
+                                           r["attention_maps"], r["class_maps"], size, resized, data.crop_size))
             thumbs.append(_thumbs(src, frames[j][0]))
             if progress is not None:
                 progress(len(windows), total)
