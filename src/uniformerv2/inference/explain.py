@@ -4,26 +4,28 @@ UniFormerV2's video token is a learnable query that cross-attends, in each globa
 ``T'·(1 + h·w)`` tokens of one backbone layer (every frame's class token and patch tokens). Its attention
 weights say which frames and which regions fed the video token.
 
-    attention        A_l (heads, T', 1 + h·w) of global block l: the query's softmax weights; averaged over
-                     heads per layer, and over layers for the combined map (the same whatever class is asked)
-    class-specific   the gradient-weighted attention of Chefer et al. (ICCV 2021, "Generic
-                     Attention-model Explainability for Interpreting Bi-Modal and Encoder-Decoder
-                     Transformers"), their rule for a query reading other tokens: per layer
-                     E_heads[(dy_c/dA_l ⊙ A_l)^+], summed over the global layers (the backbone's per-frame
-                     self-attention is not rolled out: a token stands for its own patch)
-    profile          the share of each input frame in either map (attention mass per frame, summing to 1)
+    attention        A_l (heads, T', 1 + h·w) of global block l: the query's softmax weights, kept per head;
+                     drawn over the frames after rollout (Abnar & Zuidema 2020) through the backbone's per-frame
+                     attention up to layer l, averaged over heads, and over the global layers for the combined
+                     map (the same whatever class is asked)
+    class-specific   Chefer et al. (ICCV 2021, "Generic Attention-model Explainability for Interpreting Bi-Modal
+                     and Encoder-Decoder Transformers"): every attention map weighted by the gradient of the
+                     target's logit, E_heads[(dy_c/dA ⊙ A)^+], relevance propagated through the backbone's
+                     self-attention, the query's stages summed
+    profile          the share of each input frame in either map (summing to 1)
 
 Mapping back: with temporal downsampling a token step t' covers the clip's frames s·t' .. s·t' + s - 1
 (s = T / T', 2); the h×w patch grid covers the crop, which is placed back where it was cut from the resized
 frame, and the resized frame is scaled back to the original size (``ExplainedWindow.pixel_map``).
 
-Recording does not touch the reference blocks: while ``explain`` runs, the model's blocks are the reference ones
-and each ``GlobalUniBlock`` becomes a ``RecordingGlobalUniBlock`` (a class swap in place, as ``accel`` swaps its
-variants: same module, same parameters), which writes its weights into a recorder of the calling thread only;
-the classes (and ``requires_grad`` flags) are put back afterwards. Parameters do not require gradients while it
-runs, so the backward pass goes through the global blocks and the head only: one forward pass (the reference
-blocks) and one small backward pass per view. Explanations of one model run one at a time (a lock); another
-thread predicting meanwhile gets the same numbers (through the reference blocks, without recording).
+Recording does not touch the reference blocks: while ``explain`` runs, the model's blocks are the reference ones,
+each ``GlobalUniBlock`` becomes a ``RecordingGlobalUniBlock`` and each backbone ``Attention`` a
+``RecordingAttention`` (class swaps in place, as ``accel`` swaps its variants: same modules, same parameters),
+which hand their weights to a recorder of the calling thread only; the classes (and ``requires_grad`` flags) are
+put back afterwards. No parameter requires a gradient while it runs, the recorded weights do: one forward pass
+and one backward pass (from the target's logit to the weights) per view. Explanations run one at a time in a
+process (a lock); another thread predicting meanwhile gets the same numbers (through the reference blocks,
+without recording).
 """
 from __future__ import annotations
 
