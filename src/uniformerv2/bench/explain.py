@@ -153,7 +153,6 @@ def mask_coverage(masks: np.ndarray, frames: np.ndarray, spec, time_steps: int, 
 def mask_share(window, coverage: np.ndarray) -> dict:
     """{map: (share of its patch mass on the target, peak tube on the target)} for each map, plus the
     target's share of the frame ("frame") and how often a tube picked at random is on it."""
-    g = window.grid
     maps = {"direct": tube_scores(window, "direct")}
     for j in range(window.attention.shape[1]):
         maps[f"layer{j}"] = window.token_map("attention", j)[..., 1:].reshape(len(coverage), -1)
@@ -166,7 +165,6 @@ def mask_share(window, coverage: np.ndarray) -> dict:
         share = float(np.mean((m * coverage).sum(axis=1) / np.maximum(total, 1e-12)))
         peak = float(np.mean(coverage[np.arange(len(m)), m.argmax(axis=1)] > 0.5))
         out[name] = (share, peak)
-    del g
     return out
 
 
@@ -261,7 +259,8 @@ def explain_tables(r: dict) -> list[str]:
         out.append(f"| {100 * frac:.0f} % | {d[f'attention@{f}']:+.3f} | {d[f'class@{f}']:+.3f} | "
                    f"{d[f'random@{f}']:+.3f} | {d[f'least@{f}']:+.3f} |")
     out += ["", "(drop of the true class's probability; higher: the deleted tubes mattered more)", "",
-            "| model | views | predict, s per video | explain, s per video | explain / predict |", "|---|---|---|---|---|"]
+            "| model | views | predict, s per video | explain, s per video | explain / predict |",
+            "|---|---|---|---|---|"]
     for c in r["cost"]:
         out.append(f"| {c['model']} | {c.get('views') or r['views']} | {c['predict_s']:.3f} | {c['explain_s']:.3f} | "
                    f"{c['ratio']:.2f}x |")

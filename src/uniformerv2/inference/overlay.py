@@ -105,7 +105,8 @@ def write_overlay_video(expl, video, out, kind: str = "class", top_k: int = 3, c
         f = int(sampled[j][np.argmin(np.abs(sampled[j] - i))])
         if (j, f) not in cache:
             m = expl.windows[j].pixel_map(f, kind)
-            cache.clear() if len(cache) > 64 else None
+            if len(cache) > 64:
+                cache.clear()
             cache[(j, f)] = _resize_map(m, frame.shape[:2]) if m is not None else np.zeros(frame.shape[:2], np.float32)
         return blend(frame, cache[(j, f)], scales[j])
 

@@ -8,5 +8,5 @@ model with time-averaged features is at chance while a model of time (UniFormerV
 from .dataset import SPLITS, generate, video_target_masks, write_mp4
 from .render import AVAILABLE_CLASSES, DEFAULT_CLASSES, PAIRS, SHAPES, render_clip, target_masks
 
-__all__ = ["generate", "render_clip", "target_masks", "video_target_masks", "write_mp4", "AVAILABLE_CLASSES", "DEFAULT_CLASSES",
-           "PAIRS", "SHAPES", "SPLITS"]
+__all__ = ["generate", "render_clip", "target_masks", "video_target_masks", "write_mp4", "AVAILABLE_CLASSES",
+           "DEFAULT_CLASSES", "PAIRS", "SHAPES", "SPLITS"]
