@@ -32,6 +32,9 @@ MODES = {
                  "augmentation, per seed",
     "backends": "the engine's backends side by side on the CPU: torch, ONNX Runtime fp32 and int8 (latency of "
                 "one forward pass, ratio to torch, logit drift, top-1 agreement)",
+    "explain": "faithfulness of `explain` on a model trained on a synth dataset (the make demo model): the maps' "
+               "share on the moving target, deletion of the most-attended patch tubes against random ones; "
+               "seconds per video beside predict",
 }
 
 
@@ -46,7 +49,7 @@ def add_parser(sub):
     parsers = {name: modes.add_parser(name, help=text, description=text) for name, text in MODES.items()}
     for name, q in parsers.items():
         add_output(q, metavar="FILE", help="also write the results here as JSON")
-        if name in ("prepare", "inference", "memory", "recipes", "feed-demo", "backends"):
+        if name in ("prepare", "inference", "memory", "recipes", "feed-demo", "backends", "explain"):
             add_quiet(q)
             q.set_defaults(func=run)
         else:
@@ -174,6 +177,23 @@ def add_parser(sub):
     q.add_argument("--root", metavar="DIR", default="", help="resolve the list's relative paths here")
     _threads(q)
 
+    q = parsers["explain"]
+    q.add_argument("--model", required=True, metavar="M", help="a model trained on a synth dataset, e.g. "
+                   "demo-output/uniformerv2/final")
+    q.add_argument("--list", required=True, metavar="FILE", help="its labelled list, e.g. demo-output/data/test.csv")
+    q.add_argument("--root", metavar="DIR", help="resolve the list's paths here (default: the list's folder)")
+    q.add_argument("--limit", type=_positive, metavar="N", help="the first N videos of the list (default: all)")
+    q.add_argument("--data-seed", type=_count, default=0, help="the dataset's synth --seed (default: 0)")
+    q.add_argument("--frames", type=_positive, default=16, help="the dataset's synth --frames (default: 16)")
+    q.add_argument("--size", type=_positive, default=64, help="the dataset's synth --size (default: 64)")
+    q.add_argument("--draws", type=_positive, default=3, help="random deletions per video and fraction (default: 3)")
+    q.add_argument("--timed", type=_positive, default=10,
+                   help="videos timed with predict and explain, side by side (default: 10)")
+    q.add_argument("--cost-preset", nargs="+", default=[], metavar="PRESET",
+                   help="also time these presets (random weights, one view) on two of the videos, e.g. "
+                        "k400_b16_8x224")
+    _threads(q)
+
 
 def _device(q):
     add_device(q)
@@ -192,7 +212,8 @@ def run(args) -> int:
     if args.mode == "model" and args.train and args.dtype != "fp32":
         raise UserError(f"--dtype {args.dtype} casts the weights, which is for inference; a training step keeps "
                         "fp32 weights: use --amp bf16 (autocast)")
-    with threads(getattr(args, "threads", None) if args.mode in ("model", "pipeline", "backends") else None):
+    with threads(getattr(args, "threads", None) if args.mode in ("model", "pipeline", "backends", "explain")
+                 else None):
         head = header()
         print(head)
         result, lines = RUNNERS[args.mode](args)
@@ -343,5 +364,16 @@ def _backends(args):
                *backends_table(r)]
 
 
+def _explain(args):
+    from ..bench.explain import bench_explain, explain_tables
+
+    r = bench_explain(args.model, args.list, root=args.root, limit=args.limit, seed=args.data_seed,
+                      frames=args.frames, size=args.size, draws=args.draws, timed=args.timed,
+                      cost_presets=args.cost_preset, verbose=not args.quiet)
+    r["model"] = args.model
+    return r, [f"{args.model} on {args.list}", "", *explain_tables(r)]
+
+
 RUNNERS = {"model": _model, "pipeline": _pipeline, "prepare": _prepare, "inference": _inference, "decode": _decode,
-           "views": _views, "memory": _memory, "recipes": _recipes, "feed-demo": _feed_demo, "backends": _backends}
+           "views": _views, "memory": _memory, "recipes": _recipes, "feed-demo": _feed_demo, "backends": _backends,
+           "explain": _explain}

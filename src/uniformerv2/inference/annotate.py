@@ -15,9 +15,10 @@ from ..errors import UserError
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 
 
-def write_annotated_video(video, out, prediction, top_k: int | None = None, crf: int = 20) -> Path:
+def write_annotated_video(video, out, prediction, top_k: int | None = None, crf: int = 20, paint=None) -> Path:
     """Write ``video`` (a path) to ``out`` with the labels of ``prediction`` (from ``VideoClassifier.predict``)
-    drawn on it. Same frame count, size and rate as the input; written atomically."""
+    drawn on it. Same frame count, size and rate as the input; written atomically. ``paint(index, frame)``, if
+    given, returns the frame to draw the labels on (e.g. with a heat map over it)."""
     from ..data.decode import iter_frames, probe
     from ..fileio import atomic_write
 
@@ -43,6 +44,8 @@ def write_annotated_video(video, out, prediction, top_k: int | None = None, crf:
                 if painter is None:
                     painter = _Painter(frame.shape[0])
                 lines = captions(float(i / rate))
+                if paint is not None:
+                    frame = paint(i, frame)
                 vf = av.VideoFrame.from_ndarray(painter.draw(frame, lines), format="rgb24")
                 vf.pts = i
                 for packet in stream.encode(vf):

@@ -162,6 +162,17 @@ class VideoClassifier:
         """Pre-head features (what the classifier's LN + linear head sees) of one video; see ``Features``."""
         return self._call([video], "features", 1, views, window, stride, fps, "raise", None)[0]
 
+    def explain(self, video, target=None, views=None, window: float | None = None, stride: float | None = None,
+                fps: float | None = None, *, batch_size: int | None = None, progress=None):
+        """Where and when the model looks (``uniformerv2.inference.explain``): the global blocks' query attention
+        over one video (path or uint8 (T, H, W, 3) RGB array) and the map of class ``target`` (index or label;
+        default: the top-1), per window with ``window``/``stride``; ``progress(done, total)`` after each window.
+        Returns an ``Explanation`` (``to_json()``, ``overlay_png()``, ``save_arrays(path)``)."""
+        from .explain import explain_video
+
+        return explain_video(self, video, target, views=views, window=window, stride=stride, fps=fps,
+                             batch_size=batch_size, progress=progress)
+
     def _call(self, videos, task, top_k, views, window, stride, fps, on_error, workers):
         inputs = check_inputs([VideoInput(v, fps) for v in videos])
         spec = self.view_spec(views, window, stride)

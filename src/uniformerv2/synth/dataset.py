@@ -21,7 +21,7 @@ import av
 import numpy as np
 
 from ..errors import UserError
-from .render import AVAILABLE_CLASSES, CLASSES, DEFAULT_CLASSES, PAIRS, render_clip
+from .render import AVAILABLE_CLASSES, CLASSES, DEFAULT_CLASSES, PAIRS, render_clip, target_masks
 
 SPLITS = ("train", "val", "test")
 
@@ -72,6 +72,24 @@ def _job(job):
     for rel, direction in targets:
         write_mp4(Path(root) / rel, clip if direction > 0 else clip[::-1], fps=fps)
     return len(targets)
+
+
+def video_target_masks(rel_path: str, classes, *, seed: int = 0, frames: int = 16, size: int = 64) -> np.ndarray:
+    """The target's per-frame coverage ``(frames, size, size)`` in the video ``rel_path``
+    ("videos/<class>/<nnnn>.mp4", as the split lists name it) of a dataset that ``generate`` wrote with
+    ``classes`` (labels.txt), ``seed``, ``frames`` and ``size``: the clip is rendered again from its seed, so the
+    masks line up with the frames as rendered (the file holds them after lossy H.264)."""
+    parts = Path(rel_path).parts
+    slug, stem = (parts[-2], Path(parts[-1]).stem) if len(parts) >= 2 else (None, None)
+    names = {_slug(c): c for c in classes}
+    if slug not in names or not stem.isdigit():
+        raise UserError(f"{rel_path}: not a video of this synthetic dataset (videos/<class>/<nnnn>.mp4)")
+    name = names[slug]
+    pair, _, direction = CLASSES[name]
+    balance = any(CLASSES[c][1] == "opacity" for c in classes)
+    masks = target_masks(PAIRS[pair][0], np.random.SeedSequence([seed, pair, int(stem)]), frames=frames, size=size,
+                         balance_opacity=balance)
+    return masks if direction > 0 else np.ascontiguousarray(masks[::-1])
 
 
 def generate(out_dir, *, classes=None, videos_per_class: int | None = None, frames: int = 16,

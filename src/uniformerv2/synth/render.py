@@ -136,6 +136,19 @@ def render_clip(class_name: str, seed, *, frames: int = 16, size: int = 64,
     ``balance_opacity`` gives non-fading classes a random static opacity drawn like a fading
     frame's, which keeps the per-frame statistics of all classes equal when fading classes are
     in the class set (otherwise every target is opaque)."""
+    return _render(class_name, seed, frames, size, balance_opacity)[0]
+
+
+def target_masks(class_name: str, seed, *, frames: int = 16, size: int = 64,
+                 balance_opacity: bool = False) -> np.ndarray:
+    """Where the target is in each frame of ``render_clip`` with the same arguments: ``(frames, size, size)``
+    float32 coverage in [0, 1] (anti-aliased, before its opacity). The target is drawn last, so nothing hides
+    it; the distractors are static and the background does not move, so it is the clip's only moving object."""
+    return _render(class_name, seed, frames, size, balance_opacity)[1]
+
+
+def _render(class_name: str, seed, frames: int, size: int, balance_opacity: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The clip and the target's per-frame coverage (see ``render_clip`` and ``target_masks``)."""
     if class_name not in CLASSES:
         raise ValueError(f"unknown class {class_name!r}; available: {', '.join(AVAILABLE_CLASSES)}")
     if frames < 2 or size < 8:
@@ -173,12 +186,17 @@ def render_clip(class_name: str, seed, *, frames: int = 16, size: int = 64,
     noise = rng.normal(0.0, sigma, size=(frames, size, size, 3)).astype(np.float32)
 
     out = np.empty((frames, size, size, 3), np.uint8)
+    target = np.empty((frames, size, size), np.float32)
     for i in range(frames):
         img = bg.copy()
         layers = [(p, path[i, 0], path[i, 1], r, a, col, 1.0) for p, path, r, a, col in distractors]
         layers.append((poly, xs[i], ys[i], radius[i], angles[i], colour, attrs["opacity"][i]))
         for p, cx, cy, r, a, col, alpha in layers:
-            m = _mask(p, cx, cy, r, a, size)[..., None] * np.float32(alpha)
+            cover = _mask(p, cx, cy, r, a, size)
+            m = cover[..., None] * np.float32(alpha)
             img = img * (1 - m) + col * m
+        target[i] = cover  # the target is the last layer
         out[i] = np.clip(np.rint(img + noise[i]), 0, 255).astype(np.uint8)
-    return out if direction > 0 else np.ascontiguousarray(out[::-1])
+    if direction > 0:
+        return out, target
+    return np.ascontiguousarray(out[::-1]), np.ascontiguousarray(target[::-1])
