@@ -32,6 +32,8 @@ MODES = {
                  "augmentation, per seed",
     "backends": "the engine's backends side by side on the CPU: torch, ONNX Runtime fp32 and int8 (latency of "
                 "one forward pass, ratio to torch, logit drift, top-1 agreement)",
+    "serve": "a load run of `uniformerv2 serve` on loopback (good, truncated, random and oversize uploads from "
+             "concurrent clients): videos/s, p50/p99 latency and peak RSS, batching against --max-batch 1",
 }
 
 
@@ -173,6 +175,20 @@ def add_parser(sub):
                         "list ('path,label' lines, read as eval reads them), e.g. the demo's data/test.csv")
     q.add_argument("--root", metavar="DIR", default="", help="resolve the list's relative paths here")
     _threads(q)
+
+    q = parsers["serve"]
+    add_quiet(q)
+    q.set_defaults(quiet=False)
+    src = q.add_mutually_exclusive_group()
+    add_preset(src, help="model preset, random weights (default: tiny_k400_8x64)")
+    src.add_argument("--model", metavar="M", help="a model directory or pretrained name instead")
+    q.add_argument("--clients", type=_positive, default=32, help="concurrent clients (default: 32)")
+    q.add_argument("--seconds", type=float, default=60.0, help="seconds of load per setting (default: 60)")
+    q.add_argument("--max-batch", type=_positive, nargs="+", default=[0, 1], metavar="V",
+                   help="the settings side by side, views per pass; 0: the server's default (default: 0 1)")
+    add_workers(q, "decode processes of the server (default: 1)")
+    q.add_argument("--video-seconds", type=float, default=4.0, help="length of the generated good videos")
+    q.add_argument("--workdir", metavar="DIR", help="keep the generated videos (and model) here and reuse them")
 
 
 def _device(q):
@@ -343,5 +359,18 @@ def _backends(args):
                *backends_table(r)]
 
 
+def _serve(args):
+    from ..bench.serve import bench_serve, serve_table
+
+    r = bench_serve(args.model, args.preset or "tiny_k400_8x64", clients=args.clients, seconds=args.seconds,
+                    batches=[b or None for b in args.max_batch], workers=args.workers or 1, workdir=args.workdir,
+                    video_seconds=args.video_seconds, verbose=not args.quiet)
+    first = r["rows"][0]
+    return r, [f"{first['model']} ({first['preset']}, views {first['views']}), {r['clients']} clients x "
+               f"{r['seconds']:g} s per setting, {r['workers']} decode worker(s), {r['cores']} cores; mix per 10 "
+               f"requests: {r['mix']}, upload limit {r['upload_limit_mb']:g} MB", "", *serve_table(r)]
+
+
 RUNNERS = {"model": _model, "pipeline": _pipeline, "prepare": _prepare, "inference": _inference, "decode": _decode,
            "views": _views, "memory": _memory, "recipes": _recipes, "feed-demo": _feed_demo, "backends": _backends}
+RUNNERS["serve"] = _serve

@@ -92,10 +92,11 @@ class Service:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         self.folder = tempfile.mkdtemp(prefix="uniformerv2-serve-")     # 0700: uploads are private
-        self.scheduler.start()
 
     def warm_up(self) -> None:
+        """Start the decode workers and the model thread, run one forward pass; then ``ready``."""
         try:
+            self.scheduler.start()
             self.scheduler.warm_up()
             self.ready = True
         except Exception as e:  # noqa: BLE001 - reported by /readyz

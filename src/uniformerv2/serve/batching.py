@@ -57,6 +57,7 @@ class Job:
 def _worker_main(conn) -> None:
     """A decode worker: jobs in, chunks out; after each chunk that is not the last, wait for 'more' or 'stop'."""
     torch.set_num_threads(1)
+    conn.send(("ready", os.getpid()))
     while True:
         try:
             msg = conn.recv()
@@ -84,6 +85,7 @@ class _Worker:
     conn: object
     job: Job | None = None
     owed: bool = False        # sent a non-last chunk and waits for 'more' / 'stop'
+    started: bool = False     # said it is ready (its imports are done)
 
 
 class DecodePool:
@@ -96,6 +98,8 @@ class DecodePool:
         self.size = max(1, int(workers))
         self.deliver, self.has_room = deliver, has_room
         self.ctx = pool_context()
+        if self.ctx.get_start_method() == "forkserver":    # workers fork from a server that has the imports done
+            self.ctx.set_forkserver_preload(["uniformerv2.serve.batching"])
         self.queue: deque[Job] = deque()
         self.lock = threading.Lock()
         self.workers: list[_Worker] = []
@@ -105,8 +109,14 @@ class DecodePool:
         self._thread = threading.Thread(target=self._loop, name="uniformerv2-decode", daemon=True)
 
     # ------------------------------------------------------------------ control (any thread)
-    def start(self) -> None:
+    def start(self, timeout: float = 300.0) -> None:
+        """Start the workers and wait until each one is ready."""
         self.workers = [self._spawn() for _ in range(self.size)]
+        for w in self.workers:
+            if not w.conn.poll(timeout):
+                raise RuntimeError(f"a decode worker did not start in {timeout:g} s")
+            w.conn.recv()
+            w.started = True
         self._thread.start()
 
     def submit(self, job: Job) -> None:
@@ -140,7 +150,8 @@ class DecodePool:
     def stop(self) -> None:
         self._stop = True
         self.wake()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
         for w in self.workers:
             try:
                 w.conn.send(None)
@@ -164,7 +175,7 @@ class DecodePool:
         while not self._stop:
             self._assign()
             self._resume_owed()
-            busy = [w.conn for w in self.workers if w.job is not None]
+            busy = [w.conn for w in self.workers if w.job is not None or not w.started]
             sentinels = {w.process.sentinel: w for w in self.workers}
             ready = wait_ready([self._wake_r, *busy, *sentinels], timeout=0.05)
             for obj in ready:
@@ -180,7 +191,7 @@ class DecodePool:
 
     def _assign(self) -> None:
         for w in self.workers:
-            if w.job is not None:
+            if w.job is not None or not w.started:
                 continue
             with self.lock:
                 job = self.queue.popleft() if self.queue else None
@@ -208,10 +219,14 @@ class DecodePool:
 
     def _receive(self, w: _Worker) -> None:
         try:
-            _, _, chunk = w.conn.recv()
+            msg = w.conn.recv()
         except (EOFError, OSError):
             self._died(w)
             return
+        if msg[0] == "ready":
+            w.started = True
+            return
+        chunk = msg[2]
         job = w.job
         if chunk.views is not None:
             chunk.views = torch.from_numpy(chunk.views)
@@ -263,7 +278,8 @@ class Scheduler:
 
     def stop(self) -> None:
         self.ready.put(None)
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
         self.pool.stop()
 
     def warm_up(self, views: int | None = None) -> None:
