@@ -14,14 +14,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
 
-from serving import running_server
+from serving import need_service, running_server
 from videogen import write_video
 from weightfiles import saved_noisy_model
 
-pytest.importorskip("fastapi", reason="the service needs pip install 'uniformerv2[serve]'")
+need_service()
+import httpx  # noqa: E402 - after the check that it is installed
 
 KEY = "test-key-123"
 AUTH = {"Authorization": f"Bearer {KEY}"}

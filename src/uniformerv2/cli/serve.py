@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import UserError
-from .common import add_backend, add_device, add_dtype, add_preset, add_workers, at_least
+from .common import add_backend, add_device, add_dtype, add_preset, at_least
 
 
 def add_parser(subparsers) -> None:
@@ -30,7 +30,9 @@ def add_parser(subparsers) -> None:
     g.add_argument("--allow-paths", metavar="DIR",
                    help="let a JSON request name a video file under DIR ({\"path\": ...}); default: uploads only")
     g = p.add_argument_group("batching and limits")
-    add_workers(g, "processes that decode uploads (default: 1; at least 1)")
+    g.add_argument("--workers", type=at_least(1), default=None, metavar="N",
+                   help="processes that decode uploads (default: chosen from the work: half the usable cores, at "
+                        "least 1; the model's threads take the rest)")
     g.add_argument("--max-batch", type=at_least(1), metavar="V",
                    help="views per forward pass, shared by concurrent requests (default: the engine's choice "
                         "for the model's test views, as predict)")
@@ -55,10 +57,11 @@ def run(args) -> int:
     except ImportError as e:
         raise UserError(f"serve needs FastAPI and uvicorn: pip install 'uniformerv2[serve]' ({e})") from None
     from ..inference import VideoClassifier
+    from ..inference.pipeline import usable_cores
 
     clf = VideoClassifier.from_pretrained(args.model, preset=args.preset, device=args.device, dtype=args.dtype,
                                           backend=args.backend, quantize=args.quantize)
-    app = create_app(clf, workers=args.workers if args.workers is not None else 1, max_batch=args.max_batch,
+    app = create_app(clf, workers=args.workers or max(1, usable_cores() // 2), max_batch=args.max_batch,
                      max_wait_ms=args.max_wait_ms, queue=args.queue, max_upload_mb=args.max_upload_mb,
                      timeout=args.timeout, allow_paths=args.allow_paths, api_key=args.api_key, name=args.model)
     service = app.state.service

@@ -149,7 +149,7 @@ function drawTimeline(answer) {
   ctx.fillText("0", 30, H - bottom);
   for (let i = 0; i <= 5; i++) {
     const t = end * i / 5;
-    ctx.fillText(t.toFixed(1) + " s", x(t) - 12, H - 8);
+    ctx.fillText(t.toFixed(1) + " s", x(t) - (i === 5 ? 36 : 12), H - 8);
   }
   series.forEach((values, k) => {
     ctx.strokeStyle = COLOURS[k];
