@@ -184,7 +184,7 @@ def add_parser(sub):
     src.add_argument("--model", metavar="M", help="a model directory or pretrained name instead")
     q.add_argument("--clients", type=_positive, default=32, help="concurrent clients (default: 32)")
     q.add_argument("--seconds", type=float, default=60.0, help="seconds of load per setting (default: 60)")
-    q.add_argument("--max-batch", type=_positive, nargs="+", default=[0, 1], metavar="V",
+    q.add_argument("--max-batch", type=_count, nargs="+", default=[0, 1], metavar="V",
                    help="the settings side by side, views per pass; 0: the server's default (default: 0 1)")
     add_workers(q, "decode processes of the server (default: 1)")
     q.add_argument("--video-seconds", type=float, default=4.0, help="length of the generated good videos")
