@@ -282,8 +282,13 @@ def create_app(model, config: ServeConfig | None = None, *, device=None, dtype=N
             service.check_key(request)
             service.admit()
             try:
-                upload = await receive_video(request, service.folder, int(config.max_upload_mb * 2**20),
-                                             config.allow_paths)
+                try:
+                    upload = await asyncio.wait_for(receive_video(
+                        request, service.folder, int(config.max_upload_mb * 2**20), config.allow_paths),
+                        timeout=config.timeout)
+                except asyncio.TimeoutError:
+                    raise HTTPProblem(504, "the upload took longer than the server's time limit (--timeout)") \
+                        from None
                 options = {k: v for k, v in request.query_params.items()}
                 options.update(upload.options)
                 answer = await work(request, upload, options, t0 + config.timeout)
@@ -370,6 +375,7 @@ def create_app(model, config: ServeConfig | None = None, *, device=None, dtype=N
          "description": "class index to explain (default: the top-1 class)"}]}, responses=errors_doc,
         summary="What the model looked at: per-frame profile and an overlay image")
     async def explain(request: Request):
+        service.check_key(request)
         if not hasattr(service.clf, "explain"):
             service.metrics.request("explain", "not_implemented", None)
             raise HTTPProblem(501, "explanations are not available in this version of uniformerv2")

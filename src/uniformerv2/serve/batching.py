@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import os
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -51,7 +52,10 @@ class Job:
         if self.finished or self.cancelled:
             return
         self.finished = True
-        self.done(result)
+        try:
+            self.done(result)
+        except RuntimeError:     # the event loop is gone (the server is stopping)
+            pass
 
 
 def _worker_main(conn) -> None:
@@ -173,21 +177,28 @@ class DecodePool:
 
     def _loop(self) -> None:
         while not self._stop:
-            self._assign()
-            self._resume_owed()
-            busy = [w.conn for w in self.workers if w.job is not None or not w.started]
-            sentinels = {w.process.sentinel: w for w in self.workers}
-            ready = wait_ready([self._wake_r, *busy, *sentinels], timeout=0.05)
-            for obj in ready:
-                if obj is self._wake_r:
-                    while self._wake_r.poll():
-                        self._wake_r.recv()
-            for w in list(self.workers):
-                if w.conn in ready:
-                    self._receive(w)
-            for s, w in sentinels.items():
-                if s in ready and w in self.workers:
-                    self._died(w)
+            try:
+                self._step()
+            except Exception as e:  # noqa: BLE001 - the dispatcher must outlive any one message
+                print(f"uniformerv2 serve: decode dispatcher: {type(e).__name__}: {e}", file=sys.stderr)
+                time.sleep(0.05)
+
+    def _step(self) -> None:
+        self._assign()
+        self._resume_owed()
+        busy = [w.conn for w in self.workers if w.job is not None or not w.started]
+        sentinels = {w.process.sentinel: w for w in self.workers}
+        ready = wait_ready([self._wake_r, *busy, *sentinels], timeout=0.05)
+        for obj in ready:
+            if obj is self._wake_r:
+                while self._wake_r.poll():
+                    self._wake_r.recv()
+        for w in list(self.workers):
+            if w.conn in ready:
+                self._receive(w)
+        for s, w in sentinels.items():
+            if s in ready and w in self.workers:
+                self._died(w)
 
     def _assign(self) -> None:
         for w in self.workers:
@@ -329,7 +340,10 @@ class Scheduler:
                 try:
                     item = self.ready.get(timeout=timeout)
                 except queue.Empty:
-                    self._finish(self.batcher.flush(), parts, stats)
+                    try:
+                        self._finish(self.batcher.flush(), parts, stats)
+                    except Exception as e:  # noqa: BLE001 - a failed pass fails the jobs in it, not the service
+                        self._fail_batch(e, parts)
                     oldest = None
                     continue
                 if item is None:
@@ -356,12 +370,11 @@ class Scheduler:
                 if not self.batcher.pending:
                     oldest = time.monotonic()
                 try:
-                    done = self.batcher.add(chunk)
+                    self._finish(self.batcher.add(chunk), parts, stats)
                 except Exception as e:  # noqa: BLE001 - a failed pass fails the jobs in it, not the service
                     self._fail_batch(e, parts)
                     oldest = None
                     continue
-                self._finish(done, parts, stats)
                 if not self.batcher.pending:
                     oldest = None
 
