@@ -12,8 +12,9 @@ request's answer does not depend on what it was batched with.
 
 Failure isolation: a worker that dies (killed, crashed in a decoder) fails the job it held and is replaced; a
 cancelled job (timeout, client gone) is taken out of the decode queue, a worker decoding it stops at its next
-chunk, and its chunks not yet in a forward pass are dropped. A worker sends a video's next chunk only when the
-previous one was taken (a long video with windows is never all in memory).
+chunk, and its chunks not yet in a forward pass are dropped. Decoded views waiting for the model are bounded
+(``READY_PASSES`` passes' worth): beyond, no worker takes a new video and a long video's next chunk waits, so a
+long video with windows is never all in memory.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ import torch
 from ..inference.engine import Engine, Failure
 from ..inference.pipeline import Batcher, Chunk, RunStats, ViewSpec, model_threads, video_chunks
 
-READY_CAP = 4          # chunks decoded and waiting for the model thread before workers are held back
+READY_PASSES = 2       # decoded views waiting for the model thread, in passes, before the workers are held back
 
 
 @dataclass(eq=False)
@@ -93,8 +94,8 @@ class _Worker:
 
 
 class DecodePool:
-    """``workers`` decode processes fed by one dispatcher thread; decoded chunks go to ``deliver(job, chunk)``
-    while ``has_room()`` holds (else the worker waits)."""
+    """``workers`` decode processes fed by one dispatcher thread; decoded chunks go to ``deliver(job, chunk)``.
+    While ``has_room()`` is false no worker gets a new video and a long video's next chunk waits."""
 
     def __init__(self, workers: int, deliver, has_room):
         from ..data.video import pool_context
@@ -201,6 +202,8 @@ class DecodePool:
                 self._died(w)
 
     def _assign(self) -> None:
+        if not self.has_room():
+            return
         for w in self.workers:
             if w.job is not None or not w.started:
                 continue
@@ -275,7 +278,9 @@ class Scheduler:
         self.max_batch, self.max_wait = int(max_batch), max(0.0, float(max_wait_ms)) / 1000
         self.on_pass = on_pass or (lambda filled, size, seconds: None)
         self.ready: queue.Queue = queue.Queue()
-        self.pool = DecodePool(workers, self._chunk_ready, lambda: self.ready.qsize() < READY_CAP)
+        self.ready_views = 0     # views of the chunks in ``ready``
+        self._count_lock = threading.Lock()
+        self.pool = DecodePool(workers, self._chunk_ready, lambda: self.ready_views < READY_PASSES * self.max_batch)
         self.batcher = Batcher(self._forward, self.max_batch, pin=engine.device.type == "cuda")
         self.jobs: dict[int, Job] = {}
         self._ids = itertools.count(1)
@@ -320,6 +325,8 @@ class Scheduler:
 
     # ------------------------------------------------------------------ the model thread
     def _chunk_ready(self, job: Job, chunk: Chunk) -> None:
+        with self._count_lock:
+            self.ready_views += chunk.size
         self.ready.put(("chunk", job, chunk))
 
     def _forward(self, stage: torch.Tensor):
@@ -358,6 +365,8 @@ class Scheduler:
                     done(result)
                     continue
                 _, job, chunk = item
+                with self._count_lock:
+                    self.ready_views -= chunk.size
                 if job.cancelled or job.finished:
                     parts.pop(job.id, None)
                     continue
