@@ -34,12 +34,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_files(root: Path, good: int = 4, seconds: float = 4.0) -> dict[str, list[bytes]]:
-    """The request bodies of each kind (bytes), written once under ``root`` and reused."""
-    from .videos import kinetics_like_files
+def make_files(root: Path, good: int = 4, seconds: float = 4.0, size: tuple[int, int] = (340, 256)
+               ) -> dict[str, list[bytes]]:
+    """The request bodies of each kind (bytes), written once under ``root`` and reused: ``good`` generated
+    Kinetics-like clips (``size``, 30 fps H.264, keyframes every 250 or 30 frames)."""
+    from .videos import write_kinetics_like
 
-    paths = kinetics_like_files(root / "videos", count=good, seconds=seconds)
-    goods = [Path(p).read_bytes() for p in paths]
+    folder = root / "videos"
+    folder.mkdir(parents=True, exist_ok=True)
+    goods = []
+    for i in range(good):
+        p = folder / f"v{i}_{seconds:g}s_{size[0]}x{size[1]}.mp4"
+        if not p.exists():
+            write_kinetics_like(p, gop=250 if i % 2 == 0 else 30, seconds=seconds, width=size[0], height=size[1],
+                                seed=i)
+        goods.append(p.read_bytes())
     rng = np.random.default_rng(0)
     return {"good": goods, "truncated": [g[: len(g) // 2] for g in goods],
             "random": [rng.bytes(200_000 + 50_000 * i) for i in range(good)],
@@ -170,7 +179,8 @@ def run_setting(model: str, bodies: dict, *, clients: int, seconds: float, max_b
 
 def bench_serve(model: str | None = None, preset: str = "tiny_k400_8x64", *, clients: int = 32,
                 seconds: float = 60.0, batches=(None, 1), workers: int = 1, queue: int | None = None,
-                workdir=None, video_seconds: float = 4.0, verbose: bool = True) -> dict:
+                workdir=None, video_seconds: float = 4.0, video_size: tuple[int, int] = (340, 256),
+                max_wait_ms: float | None = None, verbose: bool = True) -> dict:
     """The load run of every ``max_batch`` in ``batches`` (None: the server's default) on one model: ``model``
     (a directory or pretrained name), or ``preset`` with random weights saved under ``workdir``."""
     import tempfile
@@ -184,14 +194,16 @@ def bench_serve(model: str | None = None, preset: str = "tiny_k400_8x64", *, cli
         if not (target / "config.json").exists():
             create_model(preset).save_pretrained(target)
         model = str(target)
-    bodies = make_files(root, seconds=video_seconds)
+    bodies = make_files(root, seconds=video_seconds, size=video_size)
     rows = []
     for b in batches:
         if verbose:
             print(f"max batch {b or 'default'}:", file=sys.stderr)
         rows.append(run_setting(model, bodies, clients=clients, seconds=seconds, max_batch=b, workers=workers,
-                                queue=queue or 2 * clients, verbose=verbose))
+                                queue=queue or 2 * clients, verbose=verbose,
+                                extra=["--max-wait-ms", f"{max_wait_ms:g}"] if max_wait_ms is not None else None))
     return {"clients": clients, "seconds": seconds, "workers": workers, "video_seconds": video_seconds,
+            "video_size": list(video_size),
             "upload_limit_mb": UPLOAD_MB, "mix": {k: MIX.count(k) for k in KINDS}, "rows": rows,
             "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
 

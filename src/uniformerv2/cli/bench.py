@@ -188,6 +188,9 @@ def add_parser(sub):
                    help="the settings side by side, views per pass; 0: the server's default (default: 0 1)")
     add_workers(q, "decode processes of the server (default: 1)")
     q.add_argument("--video-seconds", type=float, default=4.0, help="length of the generated good videos")
+    q.add_argument("--max-wait-ms", type=float, metavar="MS", help="the servers' --max-wait-ms (default: theirs)")
+    q.add_argument("--video-size", default="340x256", metavar="WxH",
+                   help="frame size of the generated good videos (default: 340x256, Kinetics-like)")
     q.add_argument("--workdir", metavar="DIR", help="keep the generated videos (and model) here and reuse them")
 
 
@@ -364,11 +367,25 @@ def _serve(args):
 
     r = bench_serve(args.model, args.preset or "tiny_k400_8x64", clients=args.clients, seconds=args.seconds,
                     batches=[b or None for b in args.max_batch], workers=args.workers or 1, workdir=args.workdir,
-                    video_seconds=args.video_seconds, verbose=not args.quiet)
+                    video_seconds=args.video_seconds, video_size=_size(args.video_size), max_wait_ms=args.max_wait_ms,
+                    verbose=not args.quiet)
     first = r["rows"][0]
     return r, [f"{first['model']} ({first['preset']}, views {first['views']}), {r['clients']} clients x "
-               f"{r['seconds']:g} s per setting, {r['workers']} decode worker(s), {r['cores']} cores; mix per 10 "
-               f"requests: {r['mix']}, upload limit {r['upload_limit_mb']:g} MB", "", *serve_table(r)]
+               f"{r['seconds']:g} s per setting, {r['workers']} decode worker(s), {r['cores']} cores; good videos "
+               f"{r['video_seconds']:g} s {r['video_size'][0]}x{r['video_size'][1]}; mix per 10 requests: "
+               f"{r['mix']}, upload limit {r['upload_limit_mb']:g} MB", "", *serve_table(r)]
+
+
+def _size(text: str) -> tuple[int, int]:
+    from ..errors import UserError
+
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--video-size must look like 340x256, got {text!r}") from None
+    if w < 16 or h < 16 or w % 2 or h % 2:
+        raise UserError(f"--video-size must be even sides of at least 16 pixels, got {text!r}")
+    return w, h
 
 
 RUNNERS = {"model": _model, "pipeline": _pipeline, "prepare": _prepare, "inference": _inference, "decode": _decode,

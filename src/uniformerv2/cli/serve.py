@@ -36,8 +36,9 @@ def add_parser(subparsers) -> None:
     g.add_argument("--max-batch", type=at_least(1), metavar="V",
                    help="views per forward pass, shared by concurrent requests (default: the engine's choice "
                         "for the model's test views, as predict)")
-    g.add_argument("--max-wait-ms", type=float, default=10.0, metavar="MS",
-                   help="how long a partly filled pass waits for more views (default: %(default)s)")
+    g.add_argument("--max-wait-ms", type=float, default=50.0, metavar="MS",
+                   help="how long a partly filled pass may wait for more views while other videos are being "
+                        "decoded (default: %(default)s; with nothing on its way it runs at once)")
     g.add_argument("--queue", type=at_least(1), default=64, metavar="N",
                    help="requests admitted at once; beyond, 503 with Retry-After (default: %(default)s)")
     g.add_argument("--max-upload-mb", type=float, default=100.0, metavar="MB",

@@ -49,7 +49,7 @@ class ServeConfig(TypedConfig):
     WHAT = "serve option"
     workers: int = 1
     max_batch: int | None = None
-    max_wait_ms: float = 10.0
+    max_wait_ms: float = 50.0
     queue: int = 64
     max_upload_mb: float = 100.0
     timeout: float = 60.0

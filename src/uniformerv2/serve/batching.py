@@ -3,8 +3,8 @@
     request -> Job (a file on disk + the ViewSpec of its options)
             -> DecodePool: worker processes run ``pipeline.video_chunks`` (decode, sample, crop), one job each
             -> the model thread: chunks of every request go into one ``pipeline.Batcher``, whose forward passes
-               hold exactly ``max_batch`` views (padded with zeros), run when full or ``max_wait_ms`` after the
-               oldest waiting view arrived
+               hold exactly ``max_batch`` views (padded with zeros), run when full, ``max_wait_ms`` after the
+               oldest waiting view arrived, or at once when no more views are on their way
             -> ``Engine._collect``: the ``VideoOutput`` of a job once its last chunk is through -> its callback
 
 At a fixed pass shape a view's numbers do not depend on the other views of its pass (``pipeline``), so a
@@ -343,7 +343,7 @@ class Scheduler:
         oldest = None          # when the oldest view waiting in the batcher arrived
         with model_threads(self.pool.size):
             while True:
-                timeout = None if not self.batcher.pending else max(0.0, oldest + self.max_wait - time.monotonic())
+                timeout = None if not self.batcher.pending else self._wait_s(oldest)
                 try:
                     item = self.ready.get(timeout=timeout)
                 except queue.Empty:
@@ -386,6 +386,13 @@ class Scheduler:
                     continue
                 if not self.batcher.pending:
                     oldest = None
+
+    def _wait_s(self, oldest: float) -> float:
+        """How long a partly filled pass may still wait: until ``max_wait`` after its oldest view, and not at all
+        when no more views are on their way (nothing decoding, waiting for a worker, or decoded)."""
+        if self.ready.empty() and not self.pool.busy() and not self.pool.waiting():
+            return 0.0
+        return max(0.0, oldest + self.max_wait - time.monotonic())
 
     def _finish(self, done: list, parts: dict, stats: RunStats) -> None:
         for index, out in Engine._collect(done, parts, stats):
