@@ -198,10 +198,12 @@ def _resolve(fut, result) -> None:
 
 
 async def _watch_disconnect(request) -> None:
+    """Returns when the client goes away (the body has been read: the next message is the disconnect)."""
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             return
+        await asyncio.sleep(0.05)      # a server that repeats empty body messages: no busy loop
 
 
 async def _wait(request, fut, deadline: float):
@@ -267,6 +269,11 @@ def create_app(model, config: ServeConfig | None = None, *, device=None, dtype=N
     @app.exception_handler(HTTPProblem)
     async def _problem(request, exc: HTTPProblem):
         return JSONResponse({"error": exc.reason}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _bug(request, exc: Exception):      # still one line of JSON; the traceback goes to the server's log
+        return JSONResponse({"error": " ".join(f"internal error: {type(exc).__name__}: {exc}".split())},
+                            status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request, exc):
