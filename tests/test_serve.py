@@ -28,7 +28,7 @@ import httpx  # noqa: E402 - after the check that it is installed
 SHARED_CLIP = Path(__file__).resolve().parents[1].parent / "shared" / "videos" / "test.mp4"
 KEY = "test-key-123"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-TIMEOUT_S = 2.5
+TIMEOUT_S = 4.0
 
 
 @pytest.fixture(scope="module")
