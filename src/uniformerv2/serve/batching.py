@@ -18,6 +18,7 @@ long video with windows is never all in memory.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import queue
@@ -32,7 +33,7 @@ from typing import Callable
 import torch
 
 from ..inference.engine import Engine, Failure
-from ..inference.pipeline import Batcher, Chunk, RunStats, ViewSpec, model_threads, video_chunks
+from ..inference.pipeline import Batcher, Chunk, RunStats, ViewSpec, decoder_threads, model_threads, video_chunks
 
 READY_PASSES = 2       # decoded views waiting for the model thread, in passes, before the workers are held back
 
@@ -307,6 +308,8 @@ class Scheduler:
         done.wait()
 
     def submit(self, path: str, spec: ViewSpec, done) -> Job:
+        if spec.decoder_threads is None:    # the engine's share: the usable cores among the workers
+            spec = dataclasses.replace(spec, decoder_threads=decoder_threads(self.pool.size))
         job = Job(os.fspath(path), spec, done, id=next(self._ids))
         self.jobs[job.id] = job
         self.pool.submit(job)
