@@ -310,7 +310,13 @@ class Scheduler:
     def submit(self, path: str, spec: ViewSpec, done) -> Job:
         if spec.decoder_threads is None:    # the engine's share: the usable cores among the workers
             spec = dataclasses.replace(spec, decoder_threads=decoder_threads(self.pool.size))
-        job = Job(os.fspath(path), spec, done, id=next(self._ids))
+        job_id = next(self._ids)
+
+        def finished(result):
+            self.jobs.pop(job_id, None)     # however it ended (a worker that died included)
+            done(result)
+
+        job = Job(os.fspath(path), spec, finished, id=job_id)
         self.jobs[job.id] = job
         self.pool.submit(job)
         return job
@@ -402,10 +408,12 @@ class Scheduler:
             job = self.jobs.pop(index, None)
             if job is not None:
                 job.finish(out)
-        if len(parts) > len(self.jobs):    # parts of cancelled jobs whose last chunk will never come
+        stale = [i for i in parts if i not in self.jobs]    # jobs that ended early: their last chunk never comes
+        if stale:
             held = {entry[0].index for entry in self.batcher.queue}
-            for index in [i for i in parts if i not in self.jobs and i not in held]:
-                del parts[index]
+            for index in stale:
+                if index not in held:
+                    del parts[index]
 
     def _fail_batch(self, error: Exception, parts: dict) -> None:
         for entry in self.batcher.queue:
