@@ -114,8 +114,8 @@ def test_predict_matches_predict_json_alone_and_among_16_concurrent_requests(set
     ref = predict_json(setup["model"], clips + real)
     from uniformerv2 import VideoClassifier   # the same numbers as predict --json (tests/test_inference_engine.py)
 
-    ref_long = VideoClassifier.from_pretrained(setup["model"], device="cpu").predict(
-        long_clip, window=2, stride=1.5).to_dict()
+    clf = VideoClassifier.from_pretrained(setup["model"], device="cpu")
+    ref_long = clf.predict(long_clip, window=2, stride=1.5).to_dict()
 
     alone = post(setup, files={"video": (clips[0].name, clips[0].read_bytes(), "video/mp4")})
     assert alone.status_code == 200, alone.text
@@ -123,6 +123,10 @@ def test_predict_matches_predict_json_alone_and_among_16_concurrent_requests(set
     same_prediction(alone.json(), ref[0])
     for expected in ref[len(clips):]:      # over the upload limit: named, under --allow-paths
         same_prediction(post(setup, json={"path": "real.mp4"}).json(), expected)
+        # 20 windows: sent by the decode worker in several chunks, each when the model thread has room
+        served = post(setup, json={"path": "real.mp4", "window": 0.5}).json()
+        assert len(served["timeline"]) == 20
+        same_prediction(served, clf.predict(SHARED_CLIP, window=0.5).to_dict())
     windows = post(setup, body=long_clip.read_bytes(), params={"window": 2, "stride": 1.5})
     assert windows.status_code == 200, windows.text
     assert len(windows.json()["timeline"]) == len(ref_long["timeline"]) >= 4
