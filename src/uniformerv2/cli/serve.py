@@ -54,17 +54,18 @@ def run(args) -> int:
     try:
         import uvicorn
 
-        from ..serve import create_app
+        from ..serve import ServeConfig, create_app
     except ImportError as e:
         raise UserError(f"serve needs FastAPI and uvicorn: pip install 'uniformerv2[serve]' ({e})") from None
     from ..inference import VideoClassifier
     from ..inference.pipeline import usable_cores
 
+    config = ServeConfig(workers=args.workers or max(1, usable_cores() // 2), max_batch=args.max_batch,
+                         max_wait_ms=args.max_wait_ms, queue=args.queue, max_upload_mb=args.max_upload_mb,
+                         timeout=args.timeout, allow_paths=args.allow_paths, api_key=args.api_key, name=args.model)
     clf = VideoClassifier.from_pretrained(args.model, preset=args.preset, device=args.device, dtype=args.dtype,
                                           backend=args.backend, quantize=args.quantize)
-    app = create_app(clf, workers=args.workers or max(1, usable_cores() // 2), max_batch=args.max_batch,
-                     max_wait_ms=args.max_wait_ms, queue=args.queue, max_upload_mb=args.max_upload_mb,
-                     timeout=args.timeout, allow_paths=args.allow_paths, api_key=args.api_key, name=args.model)
+    app = create_app(clf, config)
     service = app.state.service
     print(f"serving {args.model} on http://{args.host}:{args.port} ({service.clf.device}, "
           f"{service.max_batch} views per pass, {service.config.workers} decode workers)", file=sys.stderr)
