@@ -26,6 +26,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from ..errors import UserError
@@ -269,6 +270,10 @@ def create_app(model, config: ServeConfig | None = None, *, device=None, dtype=N
     @app.exception_handler(HTTPProblem)
     async def _problem(request, exc: HTTPProblem):
         return JSONResponse({"error": exc.reason}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request, exc: StarletteHTTPException):     # 404, 405 ...: the same {"error": ...} shape
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _bug(request, exc: Exception):      # still one line of JSON; the traceback goes to the server's log
