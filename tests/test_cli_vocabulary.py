@@ -134,7 +134,7 @@ def test_workers_quiet_and_eval_options_are_shared():
                 with_workers.append(name)
                 assert a.default is None and "chosen from the work" in a.help, name
     assert sorted(with_workers) == ["eval", "features", "finetune", "lists", "predict", "prepare", "scan",
-                                    "synth"]
+                                    "serve", "synth"]
     for name in ("download", "scan", "prepare", "synth", "train", "finetune", "eval", "predict", "features", "ablate",
                  "demo"):
         assert any("--quiet" in a.option_strings for a in parsers[name]._actions), name

@@ -35,6 +35,8 @@ MODES = {
     "explain": "faithfulness of `explain` on a model trained on a synth dataset (the make demo model): the maps' "
                "share on the moving target, deletion of the most-attended patch tubes against random ones; "
                "seconds per video beside predict",
+    "serve": "a load run of `uniformerv2 serve` on loopback (good, truncated, random and oversize uploads from "
+             "concurrent clients): videos/s, p50/p99 latency and peak RSS, batching against --max-batch 1",
 }
 
 
@@ -193,6 +195,22 @@ def add_parser(sub):
                    help="also time these presets (random weights, one view) on two of the videos, e.g. "
                         "k400_b16_8x224")
     _threads(q)
+    q = parsers["serve"]
+    add_quiet(q)
+    q.set_defaults(quiet=False)
+    src = q.add_mutually_exclusive_group()
+    add_preset(src, help="model preset, random weights (default: tiny_k400_8x64)")
+    src.add_argument("--model", metavar="M", help="a model directory or pretrained name instead")
+    q.add_argument("--clients", type=_positive, default=32, help="concurrent clients (default: 32)")
+    q.add_argument("--seconds", type=float, default=60.0, help="seconds of load per setting (default: 60)")
+    q.add_argument("--max-batch", type=_count, nargs="+", default=[0, 1], metavar="V",
+                   help="the settings side by side, views per pass; 0: the server's default (default: 0 1)")
+    add_workers(q, "decode processes of the server (default: 1)")
+    q.add_argument("--video-seconds", type=float, default=4.0, help="length of the generated good videos")
+    q.add_argument("--max-wait-ms", type=float, metavar="MS", help="the servers' --max-wait-ms (default: theirs)")
+    q.add_argument("--video-size", default="340x256", metavar="WxH",
+                   help="frame size of the generated good videos (default: 340x256, Kinetics-like)")
+    q.add_argument("--workdir", metavar="DIR", help="keep the generated videos (and model) here and reuse them")
 
 
 def _device(q):
@@ -374,6 +392,32 @@ def _explain(args):
     return r, [f"{args.model} on {args.list}", "", *explain_tables(r)]
 
 
+def _serve(args):
+    from ..bench.serve import bench_serve, serve_table
+
+    r = bench_serve(args.model, args.preset or "tiny_k400_8x64", clients=args.clients, seconds=args.seconds,
+                    batches=[b or None for b in args.max_batch], workers=args.workers or 1, workdir=args.workdir,
+                    video_seconds=args.video_seconds, video_size=_size(args.video_size), max_wait_ms=args.max_wait_ms,
+                    verbose=not args.quiet)
+    first = r["rows"][0]
+    return r, [f"{first['model']} ({first['preset']}, views {first['views']}), {r['clients']} clients x "
+               f"{r['seconds']:g} s per setting, {r['workers']} decode worker(s), {r['cores']} cores; good videos "
+               f"{r['video_seconds']:g} s {r['video_size'][0]}x{r['video_size'][1]}; mix per 10 requests: "
+               f"{r['mix']}, upload limit {r['upload_limit_mb']:g} MB", "", *serve_table(r)]
+
+
+def _size(text: str) -> tuple[int, int]:
+    from ..errors import UserError
+
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--video-size must look like 340x256, got {text!r}") from None
+    if w < 16 or h < 16 or w % 2 or h % 2:
+        raise UserError(f"--video-size must be even sides of at least 16 pixels, got {text!r}")
+    return w, h
+
+
 RUNNERS = {"model": _model, "pipeline": _pipeline, "prepare": _prepare, "inference": _inference, "decode": _decode,
            "views": _views, "memory": _memory, "recipes": _recipes, "feed-demo": _feed_demo, "backends": _backends,
-           "explain": _explain}
+           "explain": _explain, "serve": _serve}
