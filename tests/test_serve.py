@@ -178,6 +178,26 @@ def test_features_model_health_metrics_and_openapi(setup):
     assert httpx.get(setup["base"] + "/static/app.js").status_code == 200
 
 
+def test_explain_returns_the_profile_and_an_overlay(setup):
+    """``POST /v1/explain``: the explanation's summary (``VideoClassifier.explain(...).to_json()``: the class
+    explained is the top-1 of predict, a profile over the sampled frames) and a PNG overlay; no server path."""
+    import base64
+
+    clip = setup["clips"][2]
+    top1 = post(setup, body=clip.read_bytes()).json()["top_k"][0]
+    r = post(setup, "/v1/explain", files={"video": (clip.name, clip.read_bytes(), "video/mp4")}, timeout=60)
+    assert r.status_code == 200, r.text
+    e = r.json()["explanation"]
+    assert e["class"]["index"] == top1["index"] and abs(e["class"]["prob"] - top1["prob"]) <= 1e-5
+    assert e["path"] == clip.name and len(e["windows"]) == 1
+    assert len(e["profile"]) == 8 and abs(sum(f["attention"] for f in e["profile"]) - 1) < 1e-4
+    assert base64.b64decode(r.json()["overlay_png_base64"])[:8] == b"\x89PNG\r\n\x1a\n"
+    other = post(setup, "/v1/explain", body=clip.read_bytes(), params={"target": 3}).json()["explanation"]
+    assert other["class"]["index"] == 3
+    assert post(setup, "/v1/explain", body=clip.read_bytes(), params={"target": "x"}).status_code == 422
+    no_uploads_left(setup)
+
+
 # ----------------------------------------------------------------------------------------------- bad input
 def test_bad_requests_get_their_status_and_one_line_reason(setup):
     clip = setup["clips"][0]

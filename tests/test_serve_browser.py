@@ -88,7 +88,9 @@ def test_the_page_shows_the_top1_class_bars_and_timeline_of_an_uploaded_video(br
     assert browser.find_element(By.ID, "error").is_displayed() is False
     legend = browser.find_element(By.ID, "legend").text
     assert answer["top_k"][0]["label"] in legend
-    assert browser.find_element(By.ID, "explain-box").is_displayed() is False
+    # the explanation's overlay beside the prediction
+    wait.until(ec.visibility_of_element_located((By.ID, "explain-box")))
+    wait.until(lambda b: b.execute_script("return document.getElementById('overlay').naturalWidth") > 0)
 
 
 def test_the_page_shows_the_servers_reason_for_a_bad_file(browser, server):

@@ -408,7 +408,9 @@ def create_app(model, config: ServeConfig | None = None, *, device=None, dtype=N
                 status = 422 if isinstance(result, (UserError, OSError)) or type(result).__name__ == "VideoError" \
                     else 500
                 raise HTTPProblem(status, _reason(str(result) or type(result).__name__, upload))
-            return {"explanation": result.to_json(),
+            summary = result.to_json()
+            summary["path"] = upload.name or "the upload"  # never the server's temporary path
+            return {"explanation": summary,
                     "overlay_png_base64": base64.b64encode(result.overlay_png()).decode("ascii")}
         return await video_request(request, "explain", work)
 
