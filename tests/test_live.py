@@ -192,3 +192,17 @@ def test_missing_camera_and_unreachable_stream_are_one_line(model_dir):
         assert r.returncode == 2, r.stderr
         assert r.stderr.count("\n") == 1 and says in r.stderr and "Traceback" not in r.stderr
         assert r.stdout == ""
+
+
+def test_bench_live_reports_lag_skips_and_the_rate_kept_up_with(tmp_path, capsys):
+    from uniformerv2.cli import main
+
+    out = tmp_path / "r.json"
+    assert main(["bench", "live", "--presets", PRESET, "--threads", "1", "--seconds", "3", "--workdir",
+                 str(tmp_path), "-o", str(out), "--quiet"]) == 0
+    row = json.loads(out.read_text())["result"]["rows"][0]
+    assert (row["preset"], row["threads"], row["window"], row["every"]) == (PRESET, 1, 2.0, 1.0)
+    assert row["updates"] == 2 and row["skipped"] == 0 and 0 < row["mean_lag"] < 1
+    assert row["keeps_up_fps"] == pytest.approx(min(25 * 1.0 / row["mean_model_s"], 1 / row["decode_s_per_frame"]))
+    table = capsys.readouterr().out
+    assert f"| {PRESET} | 1 | 2 s / 1 s | 2 | 0 (0%) |" in table

@@ -32,6 +32,8 @@ MODES = {
                  "augmentation, per seed",
     "backends": "the engine's backends side by side on the CPU: torch, ONNX Runtime fp32 and int8 (latency of "
                 "one forward pass, ratio to torch, logit drift, top-1 agreement)",
+    "live": "live recognition on a feed read in real time: lag, share of skipped windows and the feed rate kept up "
+            "with, per model and thread count",
 }
 
 
@@ -46,7 +48,7 @@ def add_parser(sub):
     parsers = {name: modes.add_parser(name, help=text, description=text) for name, text in MODES.items()}
     for name, q in parsers.items():
         add_output(q, metavar="FILE", help="also write the results here as JSON")
-        if name in ("prepare", "inference", "memory", "recipes", "feed-demo", "backends"):
+        if name in ("prepare", "inference", "memory", "recipes", "feed-demo", "backends", "live"):
             add_quiet(q)
             q.set_defaults(func=run)
         else:
@@ -173,6 +175,15 @@ def add_parser(sub):
                         "list ('path,label' lines, read as eval reads them), e.g. the demo's data/test.csv")
     q.add_argument("--root", metavar="DIR", default="", help="resolve the list's relative paths here")
     _threads(q)
+
+    q = parsers["live"]
+    q.add_argument("--presets", nargs="+", default=["tiny_k400_8x64", "k400_b16_8x224"], metavar="PRESET",
+                   help="models (random weights; default: tiny_k400_8x64 k400_b16_8x224)")
+    q.add_argument("--threads", type=_positive, nargs="+", default=[1, 2], metavar="N",
+                   help="model threads, one run each (default: 1 2)")
+    q.add_argument("--seconds", type=float, default=25.0, help="seconds of feed per run (default: 25)")
+    q.add_argument("--fps", type=_positive, default=25, help="the feed's frame rate (default: 25)")
+    q.add_argument("--workdir", metavar="DIR", help="keep the generated feed here and reuse it")
 
 
 def _device(q):
@@ -343,5 +354,14 @@ def _backends(args):
                *backends_table(r)]
 
 
+def _live(args):
+    from ..bench.live import bench_live, live_table, summary
+
+    r = bench_live(args.presets, args.threads, seconds=args.seconds, fps=args.fps, workdir=args.workdir,
+                   verbose=not args.quiet)
+    return r, [summary(r), "", *live_table(r)]
+
+
 RUNNERS = {"model": _model, "pipeline": _pipeline, "prepare": _prepare, "inference": _inference, "decode": _decode,
-           "views": _views, "memory": _memory, "recipes": _recipes, "feed-demo": _feed_demo, "backends": _backends}
+           "views": _views, "memory": _memory, "recipes": _recipes, "feed-demo": _feed_demo, "backends": _backends,
+           "live": _live}
