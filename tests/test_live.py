@@ -206,3 +206,25 @@ def test_bench_live_reports_lag_skips_and_the_rate_kept_up_with(tmp_path, capsys
     assert row["keeps_up_fps"] == pytest.approx(min(25 * 1.0 / row["mean_model_s"], 1 / row["decode_s_per_frame"]))
     table = capsys.readouterr().out
     assert f"| {PRESET} | 1 | 2 s / 1 s | 2 | 0 (0%) |" in table
+
+
+def test_a_variable_rate_feed_is_sampled_by_its_timestamps(clf, tmp_path):
+    """Frames at irregular times: each slot of the clip takes the frame nearest to the slot's time on the grid
+    of the feed's nominal rate, so the clip keeps its spacing in seconds whatever the frame counts."""
+    rng = np.random.default_rng(0)
+    stamps = np.cumsum(rng.uniform(0.02, 0.06, 80))           # 17 to 50 frames per second, 25 on average
+    stamps = np.round(stamps - stamps[0], 3)                 # the file's clock: milliseconds
+    path = write_video(tmp_path / "vfr.mkv", len(stamps), width=64, height=64, fps=FPS, timestamps=list(stamps))
+    rec = Record()
+    updates = list(clf.live(path, window=0.64, every=0.3, on_clip=rec, threads=1))
+    assert len(updates) >= 4
+    for r in rec.rows:
+        u = r["update"]
+        grid = u.stream_time - (round(0.64 * r["rate"]) - 1 - clip_indices(round(0.64 * r["rate"]), 8, 1)) / r["rate"]
+        seen = stamps[: r["last"] + 1]
+        nearest = seen[np.abs(seen[None, :] - grid.reshape(-1, 1)).argmin(1)]
+        np.testing.assert_allclose(u.frame_times.reshape(-1), nearest, atol=2e-3)
+        np.testing.assert_array_equal(r["held"][0], np.searchsorted(stamps, nearest - 1e-3))
+        assert u.stream_time == pytest.approx(stamps[r["last"]], abs=2e-3)
+    by_count = [r["last"] - 15 + clip_indices(16, 8, 1)[0] for r in rec.rows]    # what frame counts would take
+    assert any((r["held"][0] != c).any() for r, c in zip(rec.rows, by_count))

@@ -236,7 +236,9 @@ class Feed:
         with self.cond:
             self.finished = True
             self.cond.notify_all()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+        if self._thread.ident is None:
+            self._close()              # never started: the source opened by __init__
+        elif self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(wait)
 
     # ---------------------------------------------------------------- the thread
