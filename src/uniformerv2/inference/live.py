@@ -205,6 +205,7 @@ class Feed:
         self.skipped_total = 0
         self.windows = 0                 # windows made due
         self.frames = 0                  # frames decoded
+        self.busy = 0.0                  # seconds the thread spent decoding, converting and buffering them
         self.reconnects = 0
         self.gap_total = 0.0
         self.finished = False
@@ -312,10 +313,13 @@ class Feed:
         why = None
         try:
             for packet in container.demux(stream):
+                t0 = time.perf_counter()
                 try:
                     decoded = packet.decode()
                 except av.InvalidDataError:
                     continue           # a damaged packet (joining a stream mid-picture): the next one
+                finally:
+                    self.busy += time.perf_counter() - t0
                 for frame in decoded:
                     if self.stopping.is_set():
                         return "done", None
@@ -342,6 +346,7 @@ class Feed:
                         if delay > 0 and self.stopping.wait(delay):
                             return "done", None
                     arrival = time.monotonic()
+                    t0 = time.perf_counter()
                     rgb = frame.to_ndarray(format="rgb24")
                     if self.record is not None:
                         self.record.put(t, rgb)
@@ -350,6 +355,7 @@ class Feed:
                     self._t_last = t
                     self.frames += 1
                     ring.append((t, small, arrival))
+                    self.busy += time.perf_counter() - t0
                     if rate is None:
                         rate = _measured_rate(ring)
                         if rate is None:
@@ -468,13 +474,15 @@ class LiveClip:
 @dataclass
 class LiveStats:
     """Figures of a live run: updates, windows made due and skipped, lag (mean over all updates, p95 over the
-    last ``LAGS_KEPT``), model seconds per update, reconnects and the feed lost to them."""
+    last ``LAGS_KEPT``), model seconds per update, the decoding thread's seconds (``decode_s``, over ``frames``),
+    reconnects and the feed lost to them."""
     updates: int = 0
     windows: int = 0
     skipped: int = 0
     frames: int = 0
     reconnects: int = 0
     gap: float = 0.0
+    decode_s: float = 0.0
     lag_sum: float = 0.0
     model_sum: float = 0.0
     lags: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LAGS_KEPT), repr=False)
@@ -492,6 +500,11 @@ class LiveStats:
         return self.model_sum / self.updates if self.updates else 0.0
 
     @property
+    def decode_s_per_frame(self) -> float:
+        """Seconds the decoding thread spent per frame (decode, RGB, resize, buffer), under the run's load."""
+        return self.decode_s / self.frames if self.frames else 0.0
+
+    @property
     def skipped_share(self) -> float:
         return self.skipped / (self.updates + self.skipped) if self.updates + self.skipped else 0.0
 
@@ -499,7 +512,7 @@ class LiveStats:
         return {"updates": self.updates, "windows": self.windows, "skipped": self.skipped,
                 "skipped_share": self.skipped_share, "frames": self.frames, "mean_lag": self.mean_lag,
                 "p95_lag": self.p95_lag, "mean_model_s": self.mean_model_s, "reconnects": self.reconnects,
-                "gap": self.gap}
+                "gap": self.gap, "decode_s_per_frame": self.decode_s_per_frame}
 
     def line(self) -> str:
         rec = f", {self.reconnects} reconnects ({self.gap:.1f} s of feed lost)" if self.reconnects else ""
@@ -577,7 +590,7 @@ class LiveStream:
         s = self.stats
         s.windows, s.frames, s.reconnects, s.gap = (self.feed.windows, self.feed.frames, self.feed.reconnects,
                                                     self.feed.gap_total)
-        s.skipped = self.feed.skipped_total
+        s.skipped, s.decode_s = self.feed.skipped_total, self.feed.busy
         if self.recorder is not None:
             self.recorder.close()
 
@@ -612,7 +625,7 @@ class LiveStream:
                 s.lags.append(upd.lag)
                 s.model_sum += now - t0
                 s.skipped, s.windows, s.frames = self.feed.skipped_total, self.feed.windows, self.feed.frames
-                s.reconnects, s.gap = self.feed.reconnects, self.feed.gap_total
+                s.reconnects, s.gap, s.decode_s = self.feed.reconnects, self.feed.gap_total, self.feed.busy
                 if self.recorder is not None:
                     self.recorder.caption = [f"{c.label}  {c.prob:.2f}" for c in top]
                 if self.on_clip is not None:
