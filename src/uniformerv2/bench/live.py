@@ -46,6 +46,9 @@ def bench_live(presets=PRESETS, threads=(1, 2), seconds: float = 25.0, fps: int 
 
     if seconds <= 0 or fps <= 0:
         raise UserError(f"seconds and fps must be positive, got {seconds} and {fps}")
+    from .common import load_text
+
+    load_start = load_text()
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="uniformerv2-bench-live-")
@@ -74,7 +77,13 @@ def bench_live(presets=PRESETS, threads=(1, 2), seconds: float = 25.0, fps: int 
         if tmp is not None:
             tmp.cleanup()
     return {"rows": rows, "seconds": seconds, "fps": fps, "feed": "340x256 H.264 (generated, Kinetics-like)",
-            "cores": _cores()}
+            "cores": _cores(), "load_start": load_start, "load_end": load_text(), "av": _av_version()}
+
+
+def _av_version() -> str:
+    import av
+
+    return av.__version__
 
 
 def _cores() -> int:
@@ -101,8 +110,11 @@ def _rate(v: float) -> str:
 
 def summary(r: dict) -> str:
     lags = [x["mean_lag"] for x in r["rows"]]
+    if not lags:
+        return "no runs"
     return (f"{len(r['rows'])} runs of {r['seconds']:g} s of a {r['fps']} fps {r['feed']} feed read in real time, "
-            f"{r['cores']} usable cores; lag mean from {min(lags):.2f} to {max(lags):.2f} s" if lags else "no runs")
+            f"{r['cores']} usable cores, PyAV {r['av']}; load average {r['load_start']} at the start, "
+            f"{r['load_end']} at the end")
 
 
 __all__ = ["bench_live", "live_table", "run_case", "summary"]
