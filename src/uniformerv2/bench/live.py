@@ -4,7 +4,8 @@ a feed played in real time, per model and thread count, and the feed rate each k
 The feed is a generated Kinetics-like file (340x256 H.264, ``bench.videos.write_kinetics_like``) at ``fps``,
 read with ``realtime=True``: the decoding thread paces it by its timestamps as a camera would deliver it, and
 the whole live path runs (ring buffer, newest window wins, views, ``Engine.forward_views``). Models have random
-weights (seed 0); one centre view, the default window and ``every`` of the model's recipe.
+weights (seed 0), one warm-up forward pass each; one centre view, the default window and ``every`` of the
+model's recipe.
 
 What each keeps up with, from the run's own figures: the model keeps every window while ``every`` (seconds of
 feed between updates) is at least its seconds per update, so the shortest ``every`` it keeps up with is that
@@ -64,6 +65,8 @@ def bench_live(presets=PRESETS, threads=(1, 2), seconds: float = 25.0, fps: int 
             torch.manual_seed(0)
             clf = VideoClassifier(create_model(preset), device="cpu", dtype="fp32")
             short = clf.data.test_short_side
+            size, frames = clf.data.crop_size, int(clf.model.num_frames)
+            clf.engine.forward_views(torch.zeros(1, 3, frames, size, size, dtype=torch.uint8))   # warm-up
             for n in threads:
                 if verbose:
                     print(f"{preset}, {n} thread(s): {seconds:g} s of a {fps} fps feed ...", file=sys.stderr,
