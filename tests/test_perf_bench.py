@@ -21,7 +21,8 @@ from uniformerv2.errors import UserError
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
-MODES = ["model", "pipeline", "prepare", "inference", "decode", "views", "memory", "recipes", "feed-demo", "backends"]
+MODES = ["model", "pipeline", "prepare", "inference", "decode", "views", "memory", "recipes", "feed-demo", "backends",
+         "explain", "serve", "live"]
 
 
 def _exit_code(argv) -> int:
@@ -34,7 +35,8 @@ def _exit_code(argv) -> int:
 def test_every_mode_is_a_subcommand_with_an_output_option():
     parser = build_parser()
     for mode in MODES:
-        extra = {"views": ["--preset", "tiny_k400_8x64"], "feed-demo": ["--workdir", "w"]}.get(mode, [])
+        extra = {"views": ["--preset", "tiny_k400_8x64"], "feed-demo": ["--workdir", "w"],
+                 "explain": ["--model", "m", "--list", "l.csv"]}.get(mode, [])
         args = parser.parse_args(["bench", mode, "-o", "r.json", *extra])
         assert (args.mode, args.output) == (mode, "r.json")
     assert _exit_code(["bench"]) == 2                                   # a mode is required

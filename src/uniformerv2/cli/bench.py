@@ -37,6 +37,8 @@ MODES = {
                "seconds per video beside predict",
     "serve": "a load run of `uniformerv2 serve` on loopback (good, truncated, random and oversize uploads from "
              "concurrent clients): videos/s, p50/p99 latency and peak RSS, batching against --max-batch 1",
+    "live": "live recognition on a feed read in real time: lag, share of skipped windows and the feed rate kept up "
+            "with, per model and thread count",
 }
 
 
@@ -51,7 +53,7 @@ def add_parser(sub):
     parsers = {name: modes.add_parser(name, help=text, description=text) for name, text in MODES.items()}
     for name, q in parsers.items():
         add_output(q, metavar="FILE", help="also write the results here as JSON")
-        if name in ("prepare", "inference", "memory", "recipes", "feed-demo", "backends", "explain"):
+        if name in ("prepare", "inference", "memory", "recipes", "feed-demo", "backends", "explain", "live"):
             add_quiet(q)
             q.set_defaults(func=run)
         else:
@@ -211,6 +213,15 @@ def add_parser(sub):
     q.add_argument("--video-size", default="340x256", metavar="WxH",
                    help="frame size of the generated good videos (default: 340x256, Kinetics-like)")
     q.add_argument("--workdir", metavar="DIR", help="keep the generated videos (and model) here and reuse them")
+
+    q = parsers["live"]
+    q.add_argument("--presets", nargs="+", default=["tiny_k400_8x64", "k400_b16_8x224"], metavar="PRESET",
+                   help="models (random weights; default: tiny_k400_8x64 k400_b16_8x224)")
+    q.add_argument("--threads", type=_positive, nargs="+", default=[1, 2], metavar="N",
+                   help="model threads, one run each (default: 1 2)")
+    q.add_argument("--seconds", type=float, default=25.0, help="seconds of feed per run (default: 25)")
+    q.add_argument("--fps", type=_positive, default=25, help="the feed's frame rate (default: 25)")
+    q.add_argument("--workdir", metavar="DIR", help="keep the generated feed here and reuse it")
 
 
 def _device(q):
@@ -418,6 +429,14 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _live(args):
+    from ..bench.live import bench_live, live_table, summary
+
+    r = bench_live(args.presets, args.threads, seconds=args.seconds, fps=args.fps, workdir=args.workdir,
+                   verbose=not args.quiet)
+    return r, [summary(r), "", *live_table(r)]
+
+
 RUNNERS = {"model": _model, "pipeline": _pipeline, "prepare": _prepare, "inference": _inference, "decode": _decode,
            "views": _views, "memory": _memory, "recipes": _recipes, "feed-demo": _feed_demo, "backends": _backends,
-           "explain": _explain, "serve": _serve}
+           "explain": _explain, "serve": _serve, "live": _live}

@@ -211,6 +211,19 @@ class VideoClassifier:
         in input order."""
         return self._many(videos, "features", 1, views, window, stride, workers, batch_size, prefetch)
 
+    def live(self, source, *, every: float | None = None, window: float | None = None, views=None, top_k: int = 5,
+             smooth: int = 1, threshold: float | None = None, **options):
+        """Classify a live source (a camera ``/dev/videoN``, a URL, ``-`` for stdin, a file with
+        ``realtime=True``) as it plays: every ``every`` seconds of feed (default ``window / 2``) the most recent
+        ``window`` seconds, sampled as the recipe samples, through the engine; yields ``LiveUpdate``\\ s (top-k
+        smoothed over ``smooth`` updates, lag, windows skipped). ``views``: default one centre view. Other
+        options (format, options, realtime, reconnect, duration, output_video, threads, on_clip, log): see
+        ``uniformerv2.inference.live.LiveStream``."""
+        from .live import LiveStream
+
+        return LiveStream(self, source, every=every, window=window, views=views, top_k=top_k, smooth=smooth,
+                          threshold=threshold, **options)
+
     def _many(self, videos, task, top_k, views, window, stride, workers, batch_size, prefetch):
         if not all(isinstance(v, (str, os.PathLike)) for v in videos):
             raise UserError("predict_many / extract_features_many take video paths (use predict for frame arrays)")
