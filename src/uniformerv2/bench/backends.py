@@ -86,6 +86,7 @@ def backend_accuracy(model_dir, list_path, *, root: str = "", cases=CASES, cache
     backend: top-1, top-1 agreement with torch and with ONNX Runtime fp32, the largest probability difference
     to torch."""
     from ..engine.data import labelled_items
+    from ..errors import UserError
     from ..factory import load_model
     from ..inference import VideoClassifier
 
@@ -95,7 +96,12 @@ def backend_accuracy(model_dir, list_path, *, root: str = "", cases=CASES, cache
         if labels is None:
             items, _ = labelled_items(list_path, root=root, model_labels=clf.model.labels, list_labels=list_labels)
             paths, labels = [it.path for it in items], np.array([it.label for it in items])
-        probs[_name(backend, quantize)] = np.stack([r.probs for r in clf.predict_many(paths, workers=workers)])
+        results = list(clf.predict_many(paths, workers=workers))
+        bad = [r for r in results if not r.ok]
+        if bad:
+            raise UserError(f"{len(bad)} of {len(results)} videos of {list_path} cannot be read (first: {bad[0].path}: "
+                            f"{bad[0].error}); relative paths are resolved against --root")
+        probs[_name(backend, quantize)] = np.stack([r.probs for r in results])
     ref = probs[_name(*cases[0])].argmax(1)
     fp32 = probs.get(_name("onnxruntime", "none"), probs[_name(*cases[0])]).argmax(1)
     first = probs[_name(*cases[0])]
