@@ -81,7 +81,7 @@ def cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def shared_cache(tmp_path_factory):
     """One cache folder for the tests that do not count exports (each model is exported once)."""
-    return tmp_path_factory.mktemp("onnx-cache")
+    return tmp_path_factory.mktemp("home") / "onnx"   # $UNIFORMERV2_HOME/onnx for the commands run in new processes
 
 
 def predict_all(capsys, videos, model_dir, *extra):
@@ -247,3 +247,20 @@ def test_bench_backends_accuracy_on_a_labelled_list(model_dir, shared_cache, tmp
     assert r["backends"]["torch"]["max_prob_diff"] == 0.0
     assert r["backends"]["onnxruntime"]["max_prob_diff"] < FP32_TOL
     assert "| onnxruntime int8 |" in capsys.readouterr().out
+
+
+def test_bench_backends_predict_command(tuned, shared_dir, shared_cache, monkeypatch, capsys):
+    """``bench backends --predict``'s runs: the whole predict command in a new process per run, its classes read
+    back (here int8 alone, the cached file of the accuracy test reused: two processes)."""
+    from uniformerv2.bench.backends import bench_predict
+
+    monkeypatch.setenv("UNIFORMERV2_HOME", str(shared_cache.parent))
+    model_dir, _ = tuned
+    videos = [shared_dir / "videos" / "test.mp4", shared_dir / "videos" / "test.avi"]
+    want = [[s["label"] for s in v] for v in predict_all(capsys, videos, model_dir)]
+    r = bench_predict(model_dir, videos, cases=[("onnxruntime", "int8")], rounds=1)
+    (row,) = r["rows"]
+    assert row["backend"] == "onnxruntime int8" and len(row["times_s"]) == 1 and row["wall_s"] > 0
+    assert row["top1"] == [w[0] for w in want] and row["ratio"] == 1.0 and row["max_prob_diff"] == 0.0
+    assert row["command"].endswith("--backend onnxruntime --quantize int8")
+    assert len(list(shared_cache.glob("*.onnx"))) >= 2
