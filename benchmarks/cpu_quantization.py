@@ -25,7 +25,6 @@ those of ``cpu_vs_official.py`` (same cached files).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import sys
