@@ -86,18 +86,58 @@ def perturbed_model(preset: str, seed: int = 0, **options):
     return ours
 
 
-def compare_on_cpu(official_path, preset: str, batch_size: int = 1, iters: int = 3) -> dict:
-    """fp32 inference on this CPU, same weights, one process: the official code, our reference model, our
-    optimized model (``accel.optimize(for_inference=True)``) and the optimized model without the in-place
-    blocks (``inplace=False``: the folded local MHRA only), run in turn ``iters`` times.
+SIDES = ("official", "reference", "optimized", "no_inplace")
+BACKEND_SIDES = {"onnxruntime": "none", "int8": "int8"}   # the engine's onnxruntime backend, fp32 and int8
 
-    Reports each side's best wall time and best process CPU time (steadier on a loaded machine), the
-    largest logit difference to the official code, and latency ratios ours/official (< 1: ours is faster)."""
+
+def backend_runner(model, quantize: str, cache=None):
+    """A callable ``batch -> logits`` over the ONNX Runtime session of the engine's onnxruntime backend for
+    ``model`` (its cached ONNX file, exported when missing; the session with the torch threads of the moment)."""
+    from uniformerv2.inference.runtime import OnnxRuntimeEngine
+
+    engine = OnnxRuntimeEngine(model, "cpu", torch.float32, model.data_config, quantize=quantize, cache=cache)
+    session = engine.session()
+
+    def run(batch):
+        return torch.from_numpy(session.run(["logits"], {"video": batch.numpy()})[0])
+
+    run.path = engine.path
+    return run
+
+
+def engine_batch(preset: str) -> int:
+    """The views per forward pass the inference engine uses on the CPU for ``preset``'s test views
+    (``Engine.views_per_pass``)."""
+    from uniformerv2.inference.engine import Engine
+
+    model = create_model(preset)
+    engine = Engine(model, torch.device("cpu"), torch.float32, model.data_config)
+    return engine.views_per_pass(engine.data.test_clips * engine.data.test_crops)
+
+
+def compare_on_cpu(official_path, preset: str, batch_size: int = 1, iters: int = 3, sides=SIDES, cache=None,
+                   reduce=min) -> dict:
+    """fp32 inference on this CPU, same weights, one process: the official code and our ``sides``, run in turn
+    ``iters`` times after one untimed round (which also checks the logits):
+
+    - ``reference``: our reference model; ``optimized``: with ``accel.optimize(for_inference=True)`` (the torch
+      backend, what ``predict`` runs); ``no_inplace``: optimized without the in-place blocks;
+    - ``onnxruntime`` / ``int8``: the engine's onnxruntime backend (its cached ONNX file under ONNX Runtime,
+      fp32 / int8 weights; ``cache``: the folder of those files).
+
+    Reports each side's wall time and process CPU time over the rounds, reduced by ``reduce`` (``min``: the
+    best; ``statistics.median``), the largest logit difference to the official code, and latency ratios
+    ours/official (< 1: ours is faster)."""
     reference = perturbed_model(preset)
     official = build_official(official_path, reference)
-    optimized = optimize(copy.deepcopy(reference), for_inference=True)
-    folded = optimize(copy.deepcopy(reference), for_inference=True, inplace=False)  # the variants but in-place
-    models = {"official": official, "reference": reference, "optimized": optimized, "no_inplace": folded}
+    makers = {"reference": lambda: reference,
+              "optimized": lambda: optimize(copy.deepcopy(reference), for_inference=True),
+              "no_inplace": lambda: optimize(copy.deepcopy(reference), for_inference=True, inplace=False),
+              **{k: (lambda q=q: backend_runner(reference, q, cache)) for k, q in BACKEND_SIDES.items()}}
+    unknown = [k for k in sides if k != "official" and k not in makers]
+    if unknown:
+        raise UserError(f"unknown side(s) {', '.join(unknown)}; known: {', '.join(['official', *makers])}")
+    models = {"official": official, **{k: makers[k]() for k in sides if k != "official"}}
     batch = make_batch(reference, batch_size, torch.device("cpu"))
     wall = {k: [] for k in models}
     cpu = {k: [] for k in models}
@@ -109,14 +149,16 @@ def compare_on_cpu(official_path, preset: str, batch_size: int = 1, iters: int =
                 m(batch)
                 wall[name].append(time.perf_counter() - t0)
                 cpu[name].append(time.process_time() - c0)
-    out = {"preset": preset, "batch_size": batch_size, "threads": torch.get_num_threads(), "iters": iters}
+    out = {"preset": preset, "batch_size": batch_size, "threads": torch.get_num_threads(), "iters": iters,
+           "reduce": reduce.__name__, "sides": list(models), "times_s": wall, "cpu_times_s": cpu}
     for name in models:
-        out[f"{name}_ms"] = 1000 * min(wall[name])
-        out[f"{name}_cpu_ms"] = 1000 * min(cpu[name])
+        out[f"{name}_ms"] = 1000 * reduce(wall[name])
+        out[f"{name}_cpu_ms"] = 1000 * reduce(cpu[name])
+        out[f"{name}_views_per_s"] = batch_size / reduce(wall[name])
         if name != "official":
             out[f"{name}_max_abs_logit_diff"] = (logits[name] - logits["official"]).abs().max().item()
-            out[f"{name}_latency_ratio"] = min(wall[name]) / min(wall["official"])
-            out[f"{name}_cpu_ratio"] = min(cpu[name]) / min(cpu["official"])
+            out[f"{name}_latency_ratio"] = reduce(wall[name]) / reduce(wall["official"])
+            out[f"{name}_cpu_ratio"] = reduce(cpu[name]) / reduce(cpu["official"])
     return out
 
 

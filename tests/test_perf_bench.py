@@ -285,3 +285,17 @@ def test_side_by_side_with_official_code():
     r = compare_on_cpu(os.environ["UNIFORMERV2_OFFICIAL"], "tiny_ssv2_8x64", iters=1)
     assert r["optimized_max_abs_logit_diff"] < 1e-4 and r["reference_max_abs_logit_diff"] < 1e-4
     assert r["optimized_ms"] > 0 and r["official_ms"] > 0
+
+
+@pytest.mark.skipif(not os.environ.get("UNIFORMERV2_OFFICIAL"),
+                    reason="set UNIFORMERV2_OFFICIAL to the official uniformerv2_model.py to compare with it")
+def test_side_by_side_with_official_code_onnxruntime(tmp_path):
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    from official import compare_on_cpu, engine_batch
+
+    assert engine_batch("k400_b16_8x224") == 12 and engine_batch("ssv2_b16_16x224") == 3   # one video's views
+    r = compare_on_cpu(os.environ["UNIFORMERV2_OFFICIAL"], "tiny_ssv2_8x64", batch_size=2, iters=1,
+                       sides=["official", "onnxruntime", "int8"], cache=tmp_path)
+    assert r["sides"] == ["official", "onnxruntime", "int8"] and len(list(tmp_path.glob("*.onnx"))) == 2
+    assert r["onnxruntime_max_abs_logit_diff"] < 1e-4 and 1e-4 < r["int8_max_abs_logit_diff"] < 0.5
+    assert r["int8_views_per_s"] > 0 and r["int8_latency_ratio"] > 0

@@ -9,7 +9,11 @@ differences say how far the numbers move, not what that costs in accuracy.
 """
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -86,6 +90,7 @@ def backend_accuracy(model_dir, list_path, *, root: str = "", cases=CASES, cache
     backend: top-1, top-1 agreement with torch and with ONNX Runtime fp32, the largest probability difference
     to torch."""
     from ..engine.data import labelled_items
+    from ..errors import UserError
     from ..factory import load_model
     from ..inference import VideoClassifier
 
@@ -95,7 +100,12 @@ def backend_accuracy(model_dir, list_path, *, root: str = "", cases=CASES, cache
         if labels is None:
             items, _ = labelled_items(list_path, root=root, model_labels=clf.model.labels, list_labels=list_labels)
             paths, labels = [it.path for it in items], np.array([it.label for it in items])
-        probs[_name(backend, quantize)] = np.stack([r.probs for r in clf.predict_many(paths, workers=workers)])
+        results = list(clf.predict_many(paths, workers=workers))
+        bad = [r for r in results if not r.ok]
+        if bad:
+            raise UserError(f"{len(bad)} of {len(results)} videos of {list_path} cannot be read (first: {bad[0].path}: "
+                            f"{bad[0].error}); relative paths are resolved against --root")
+        probs[_name(backend, quantize)] = np.stack([r.probs for r in results])
     ref = probs[_name(*cases[0])].argmax(1)
     fp32 = probs.get(_name("onnxruntime", "none"), probs[_name(*cases[0])]).argmax(1)
     first = probs[_name(*cases[0])]
@@ -113,3 +123,67 @@ def accuracy_table(r: dict) -> list[str]:
         lines.append(f"| {name} | {b['top1']:.2f} | {b['agreement_with_torch']:.1f}% | "
                      f"{b['agreement_with_fp32']:.1f}% | {b['max_prob_diff']:.2g} |")
     return lines
+
+
+def _backend_args(backend: str, quantize: str) -> list[str]:
+    return [] if backend == "torch" else ["--backend", backend, *(["--quantize", quantize] if quantize != "none" else [])]
+
+
+def bench_predict(model: str, videos, *, cases=CASES, rounds: int = 3, extra=(), verbose: bool = False) -> dict:
+    """The whole ``uniformerv2 predict VIDEOS --model M`` command per backend, as a user runs it: a new process
+    each time (interpreter start, imports, model load, the ONNX Runtime session over the cached file, decoding,
+    the forward passes, the output). One untimed run per backend first (it exports what the cache folder
+    lacks), then ``rounds`` alternating rounds, each running every backend once; median wall time per backend,
+    its ratio to the first backend's, and the top-1 agreement and largest top-5 probability difference of its
+    output with the first backend's."""
+    from ..errors import UserError
+
+    videos = [str(v) for v in videos]
+    base = [sys.executable, "-m", "uniformerv2", "predict", *videos, "--model", str(model), "--device", "cpu", "--json",
+            "--quiet", "--top-k", "5", *extra]
+    names = [_name(b, q) for b, q in cases]
+    commands = {n: base + _backend_args(b, q) for n, (b, q) in zip(names, cases)}
+
+    def run(name):
+        t0 = time.perf_counter()
+        r = subprocess.run(commands[name], capture_output=True, text=True)
+        took = time.perf_counter() - t0
+        if r.returncode != 0:
+            lines = r.stderr.strip().splitlines() or ["no output"]
+            raise UserError(f"predict with {name} failed (exit {r.returncode}): {lines[-1]}")
+        return took, [v["top_k"] for v in json.loads(r.stdout)]
+
+    first = {}
+    for n in names:
+        took, first[n] = run(n)
+        if verbose:
+            print(f"{n}: first run {took:.1f} s (untimed)", flush=True)
+    times = {n: [] for n in names}
+    for i in range(rounds):
+        for n in names:
+            took, out = run(n)
+            times[n].append(took)
+            if out != first[n]:
+                raise UserError(f"predict with {n} printed another result on a second run")
+        if verbose:
+            print(f"round {i + 1}/{rounds}: " + ", ".join(f"{n} {times[n][-1]:.1f} s" for n in names), flush=True)
+    ref = first[names[0]]
+    rows = []
+    for n in names:
+        diffs = [abs(a["prob"] - b["prob"]) for g, w in zip(first[n], ref) for a, b in zip(g, w)
+                 if a["label"] == b["label"]]
+        rows.append({"backend": n, "wall_s": statistics.median(times[n]), "times_s": times[n],
+                     "ratio": statistics.median(times[n]) / statistics.median(times[names[0]]),
+                     "top1": [g[0]["label"] for g in first[n]],
+                     "top1_agreement": sum(g[0]["label"] == w[0]["label"] for g, w in zip(first[n], ref)) / len(ref),
+                     "max_prob_diff": max(diffs) if diffs else None, "command": " ".join(commands[n][1:])})
+    return {"rows": rows, "videos": videos, "rounds": rounds, "cores": os.cpu_count()}
+
+
+def predict_table(r: dict) -> list[str]:
+    out = ["| backend | predict wall (s) | ratio to torch | top-1 | max top-5 prob diff |", "|---|---|---|---|---|"]
+    for row in r["rows"]:
+        diff = "-" if row["max_prob_diff"] is None else f"{row['max_prob_diff']:.2g}"
+        out.append(f"| {row['backend']} | {row['wall_s']:.2f} | {row['ratio']:.2f} | {', '.join(row['top1'])} | "
+                   f"{diff} |")
+    return out

@@ -179,6 +179,9 @@ def add_parser(sub):
                    help="with --model (a trained model): the accuracy cost instead of latency, on this labelled "
                         "list ('path,label' lines, read as eval reads them), e.g. the demo's data/test.csv")
     q.add_argument("--root", metavar="DIR", default="", help="resolve the list's relative paths here")
+    q.add_argument("--predict", nargs="+", metavar="VIDEO",
+                   help="with --model: time the whole `predict VIDEO... --model M` command per backend instead (a new "
+                        "process each run, decoding included; --iters alternating rounds after one untimed run each)")
     _threads(q)
 
     q = parsers["explain"]
@@ -368,6 +371,19 @@ def _backends(args):
 
     cases = {"torch": ("torch", "none"), "onnxruntime": ("onnxruntime", "none"), "int8": ("onnxruntime", "int8")}
     chosen = [cases[c] for c in dict.fromkeys(["torch", *args.cases])]
+    if args.predict:
+        from ..bench.backends import bench_predict, predict_table
+
+        if not args.model or args.list:
+            raise UserError("--predict times a model's predict command: give it with --model (and no --list)")
+        if args.cache:
+            raise UserError("--predict runs predict as a user does: its ONNX files are in $UNIFORMERV2_HOME/onnx, "
+                            "not --cache")
+        r = bench_predict(args.model, args.predict, cases=chosen, rounds=args.iters, verbose=not args.quiet)
+        r["model"] = args.model
+        return r, [f"{args.model}: `predict` on {len(args.predict)} video(s), median of {r['rounds']} "
+                   "alternating rounds after one untimed run each; ONNX files from the cache folder", "",
+                   *predict_table(r)]
     if args.list:
         if not args.model:
             raise UserError("--list measures a trained model: give it with --model")

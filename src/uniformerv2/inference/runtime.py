@@ -53,12 +53,18 @@ exports = 0         # how many ONNX files this process has built (fp32 exports a
 
 
 def require_onnxruntime() -> None:
-    """Raise a one-line ``UserError`` naming what to install when ONNX Runtime or the exporter is missing."""
+    """Raise a one-line ``UserError`` naming what to install when ONNX Runtime or the exporter is missing.
+    Looks the packages up without importing them (``onnx`` and ``onnxscript`` take seconds to import and are
+    needed only to export)."""
+    import importlib.util
+
     missing = []
     for name in ("onnxruntime", "onnx", "onnxscript"):
         try:
-            __import__(name)
-        except ImportError:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
             missing.append(name)
     if missing:
         raise UserError(f"the onnxruntime backend needs {', '.join(missing)} (not installed): {INSTALL_HINT}")
@@ -193,11 +199,15 @@ def onnx_file(model, quantize: str = "none", cache=None) -> Path:
     digest = weights_digest(model)
     name = getattr(model, "preset", None) or "model"
     key = export_key(model, "none", digest)
+    if quantize != "none":   # a valid int8 file needs nothing of the fp32 one
+        qkey = export_key(model, quantize, digest)
+        qpath = cached_path(qkey, cache, name)
+        if is_valid(qpath, qkey):
+            return qpath
     fp32 = _cached(cached_path(key, cache, name), key, lambda p: _export(model, p))
     if quantize == "none":
         return fp32
-    qkey = export_key(model, quantize, digest)
-    return _cached(cached_path(qkey, cache, name), qkey, lambda p: quantize_int8(fp32, p))
+    return _cached(qpath, qkey, lambda p: quantize_int8(fp32, p))
 
 
 def _export(model, path: Path) -> None:
