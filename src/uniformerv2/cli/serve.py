@@ -9,8 +9,8 @@ from .common import add_backend, add_device, add_dtype, add_preset, at_least
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "serve", help="an HTTP service: predict, features, metrics and a web page (cross-request batching)",
-        description="Serve a model over HTTP: POST /v1/predict and /v1/features (a video as a multipart upload or "
+        "serve", help="an HTTP service: predict, features, explain, metrics and a web page (cross-request batching)",
+        description="Serve a model over HTTP: POST /v1/predict, /v1/features and /v1/explain (a video as a multipart upload or "
                     "the raw body), GET /v1/model, /healthz, /readyz, /metrics (Prometheus), /openapi.json, and a "
                     "web page at /. Views of concurrent requests share fixed-shape forward passes; decoding runs "
                     "in --workers processes. See docs/serving.md.")

@@ -405,8 +405,7 @@ def create_app(model, config: ServeConfig | None = None, *, device=None, dtype=N
             result = await service.run_call(request, lambda: service.clf.explain(upload.path, target=target),
                                             deadline)
             if isinstance(result, BaseException):
-                status = 422 if isinstance(result, (UserError, OSError)) or type(result).__name__ == "VideoError" \
-                    else 500
+                status = 422 if isinstance(result, (UserError, OSError)) else 500  # VideoError is a UserError
                 raise HTTPProblem(status, _reason(str(result) or type(result).__name__, upload))
             summary = result.to_json()
             summary["path"] = upload.name or "the upload"  # never the server's temporary path
