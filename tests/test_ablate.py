@@ -11,7 +11,8 @@ import torch
 import uniformerv2 as u
 from uniformerv2 import synth
 from uniformerv2.engine import load_config
-from uniformerv2.engine.ablate import base_model, count_flops, plot, study_variants, synthetic_recipe
+from uniformerv2.engine.ablate import (base_model, count_flops, markdown, plot, plot_each_study, study_variants,
+                                      synthetic_recipe)
 
 # Every variant trains one epoch of 16 videos (2 steps) at 32 px: a few seconds each on 2 cores.
 TINY = ["model.options.img_size=32", "data.num_workers=0", "eval.num_workers=0"]
@@ -76,12 +77,17 @@ def test_components_study_resumes_after_a_kill_and_reports_real_numbers(tiny_dat
     finished = {p.name: p.read_text() for p in _results(out)}
     assert 2 <= len(finished) < 5 and not (out / "report.json").exists()
 
-    assert main(args) == 0
+    assert main([*args, "--jobs", "2"]) == 0  # the rest two at a time, each in a process of its own
     log = capsys.readouterr().out
     assert log.count("finished earlier") == len(finished) and log.count("training ...") + log.count(
         "resuming ...") == 5 - len(finished)
     for name, text in finished.items():  # finished runs were not trained again
         assert json.loads((out / "results" / name).read_text())["seconds"] == json.loads(text)["seconds"]
+    trained = [p for p in _results(out) if p.name not in finished]
+    for p in trained:  # in a worker: its output in a log file of its own, its time and CPU time measured
+        res = json.loads(p.read_text())
+        assert res["cpu_seconds"] > 0 and res["seconds"] > 0
+        assert "training videos" in (out / "runs" / res["key"] / "seed0.log").read_text()
 
     report = json.loads((out / "report.json").read_text())
     rows = {r["tag"]: r for r in report["rows"]}
@@ -115,6 +121,26 @@ def test_components_study_resumes_after_a_kill_and_reports_real_numbers(tiny_dat
     assert "69.5 SSv2" in md and (out / "ablation.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_seeds_give_mean_spread_and_a_chart_per_table(tmp_path):
+    rows = [{"study": s, "variant": f"{s} {k}", "tag": str(k), "params": 1000, "gflops": 0.1, "top1": m,
+             "top1_sd": sd, "top1_min": lo, "top1_max": hi, "top1_seeds": seeds, "metric": "test", "seconds": 60.0,
+             "cpu_seconds": 55.0, "resumed": False, "paper": ""}
+            for s in ("local", "fusion") for k, seeds in enumerate(([90.0, 92.0, 97.0], [40.0, 50.0, 60.0]))
+            for m, sd, lo, hi in [(sum(seeds) / 3, (sum((x - sum(seeds) / 3) ** 2 for x in seeds) / 2) ** 0.5,
+                                   min(seeds), max(seeds))]]
+    report = {"study": "all", "date": "2026-12-07", "dataset": "d", "seeds": [0, 1, 2], "chance": 1 / 6,
+              "rows": rows, "recipe": {"preset": "p", "epochs": 12, "batch_size": 8, "lr": 1e-3},
+              "machine": {"jobs": 2, "threads": 1}}
+    md = markdown(report)
+    assert "| local 0 | 1,000 | 0.100 | 93.0 ± 3.6 | 90.0–97.0 | 60 | 55 |" in md
+    assert "| fusion 1 | 1,000 | 0.100 | 50.0 ± 10.0 | 40.0–60.0 | 60 | 55 |" in md
+    assert "2 runs at a time, 1 thread(s) each" in md
+    charts = plot_each_study(report, tmp_path)
+    assert sorted(charts) == ["fusion", "local"]
+    assert all(open(c, "rb").read(4) == b"\x89PNG" for c in charts.values())
+    assert plot_each_study({**report, "rows": rows[:2]}, tmp_path / "one") == {}  # one study: its chart is the chart
+
+
 def test_without_matplotlib_there_is_no_chart(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     report = {"rows": [{"study": "components", "variant": "x", "top1": 50.0, "top1_sd": None, "metric": "test"}],
@@ -128,6 +154,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["ablate", "--data", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
     assert "not a synthetic dataset" in capsys.readouterr().err
     assert main(["ablate", "--config", "demo_synth", "--classes", "growing"]) == 2
+    assert main(["ablate", "--jobs", "0", "--output", str(tmp_path / "o")]) == 2
     assert "--data and --classes" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["ablate", "--study", "table5"])

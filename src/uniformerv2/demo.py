@@ -160,19 +160,14 @@ def _train_one(cfg: dict, run_dir: Path, cache) -> dict:
     import torch
 
     from .engine import load_config, train
-    from .engine.data import build_datasets
-    from .engine.train import build_model
+    from .engine.train import cached_datasets
 
     threads = torch.get_num_threads()
     torch.set_num_threads(THREADS)
     try:
         t0 = time.time()
         c0 = resource.getrusage(resource.RUSAGE_SELF)
-        full = load_config(cfg)
-        model = build_model(full)  # for its data config and labels; train() builds its own
-        datasets = build_datasets(full, model.data_config, ("train", "val", "test"), model.labels,
-                                  model.cfg.num_classes, cache=cache)
-        summary = train(cfg, run_dir, datasets=datasets)
+        summary = train(cfg, run_dir, datasets=cached_datasets(load_config(cfg), cache))
         c1 = resource.getrusage(resource.RUSAGE_SELF)
         summary["seconds"] = time.time() - t0
         summary["cpu"] = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)

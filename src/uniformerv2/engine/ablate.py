@@ -205,17 +205,20 @@ def _read_json(path: Path):
 
 def run_study(study: str = "components", recipe="demo_synth", output="ablation-output", *, seeds: int = 1,
               overrides=None, progress: bool = True, chance: float | None = None, dataset: str | None = None,
-              log=print) -> dict:
+              log=print, jobs: int = 1, cache: bool = False) -> dict:
     """Train and test every variant of ``study`` with ``recipe`` (a training config: dict, YAML path or
     shipped name, with ``overrides`` on top) and ``seeds`` seeds each; write the report, the markdown table and
-    the chart to ``output``; return the report.  Stopped studies resume (see the module docstring).
-    ``chance``: the top-1 of a guess, drawn in the chart; ``dataset``: how the report names the data."""
-    from .train import TrainingDiverged, train
-
+    the charts to ``output``; return the report.  Stopped studies resume (see the module docstring).
+    ``chance``: the top-1 of a guess, drawn in the chart; ``dataset``: how the report names the data.
+    ``jobs``: runs trained at once, each in a process of its own on cpus/jobs threads (its output in
+    ``runs/<variant>/seed<k>.log``); ``cache``: decode every video once per process and keep it in memory
+    (small datasets such as the synthetic benchmark)."""
     if study not in STUDY_CHOICES:
         raise UserError(f"unknown study {study!r}; choose one of {', '.join(STUDY_CHOICES)}")
     if not isinstance(seeds, int) or seeds < 1:
         raise UserError(f"seeds must be a positive integer, got {seeds!r}")
+    if not isinstance(jobs, int) or jobs < 1:
+        raise UserError(f"jobs must be a positive integer, got {jobs!r}")
     out = Path(output)
     base_cfg = load_config(recipe, overrides)
     base = base_model(base_cfg)
@@ -226,46 +229,66 @@ def run_study(study: str = "components", recipe="demo_synth", output="ablation-o
         if v.key not in seen:
             seen.add(v.key)
             runs.extend((v, s) for s in seed_list)
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else torch.get_num_threads()
     log(f"ablation study '{study}': {len(seen)} models x {seeds} seed(s) = {len(runs)} training runs, "
-        f"output {out}")
+        f"output {out}" + (f", {jobs} at a time on {threads} thread(s) each" if jobs > 1 else ""))
 
     results: dict[tuple[str, int], dict] = {}
+    pending: list[_Run] = []
     t_study = time.time()
     for i, (v, seed) in enumerate(runs, 1):
-        cfg = load_config(base_cfg, {"seed": seed, "model": {"options": v.options}, "train": {"progress": progress}})
-        fp = _fingerprint(cfg)
-        res_path = out / "results" / f"{v.key}-seed{seed}.json"
-        run_dir = out / "runs" / v.key / f"seed{seed}"
-        head = f"[{i}/{len(runs)}] {v.study} · {v.name} (seed {seed})"
-        done = _read_json(res_path)
-        if done is not None and done.get("fingerprint") == fp:
-            log(f"{head}: finished earlier, top-1 {done['top1']:.1f}% — skipped")
-            if (run_dir / "final").is_dir():  # counted again: cheap, and follows changes in the counting
-                done.update(_count(run_dir / "final"))
+        cfg = load_config(base_cfg, {"seed": seed, "model": {"options": v.options},
+                                     "train": {"progress": progress and jobs == 1}})
+        run = _Run(v, seed, _fingerprint(cfg), cfg, out / "runs" / v.key / f"seed{seed}",
+                   out / "results" / f"{v.key}-seed{seed}.json", f"[{i}/{len(runs)}] {v.study} · {v.name} (seed {seed})",
+                   cache)
+        done = _read_json(run.result)
+        if done is not None and done.get("fingerprint") == run.fingerprint:
+            log(f"{run.head}: finished earlier, top-1 {done['top1']:.1f}% — skipped")
+            if (run.run_dir / "final").is_dir():  # counted again: cheap, and follows changes in the counting
+                done.update(_count(run.run_dir / "final"))
             results[(v.key, seed)] = done
             continue
-        resume = (run_dir / "config.yaml").is_file() and _same_config(run_dir / "config.yaml", cfg)
-        if run_dir.exists() and not resume:
-            shutil.rmtree(run_dir)
-        log(f"{head}: {'resuming' if resume and (run_dir / 'checkpoints').is_dir() else 'training'} ...")
-        started = time.time()
-        try:
-            summary = train(cfg, run_dir, resume=resume)
-        except TrainingDiverged as e:
-            raise UserError(f"{v.name} (seed {seed}) diverged: {e}") from None
-        seconds = time.time() - started
-        res = _measure(v, seed, fp, summary, run_dir, seconds, resumed=resume)
-        atomic_write_json(res_path, res, indent=2)
-        results[(v.key, seed)] = res
-        log(f"      top-1 {res['top1']:.1f}% ({res['metric']}), {res['gflops']:.3f} GFLOPs/clip, "
-            f"{res['params']:,} params, {seconds:.0f} s")
+        run.resume = (run.run_dir / "config.yaml").is_file() and _same_config(run.run_dir / "config.yaml", cfg)
+        if run.run_dir.exists() and not run.resume:
+            shutil.rmtree(run.run_dir)
+        pending.append(run)
+
+    def finished(run: _Run, res: dict) -> None:
+        results[(run.variant.key, run.seed)] = res
+        log(f"{run.head}: top-1 {res['top1']:.1f}% ({res['metric']}), {res['gflops']:.3f} GFLOPs/clip, "
+            f"{res['params']:,} params, {res['seconds']:.0f} s, {res['cpu_seconds']:.0f} s CPU")
+
+    def starting(run: _Run, queued: bool = False) -> str:
+        return (f"{run.head}: {'queued, ' if queued else ''}"
+                f"{'resuming' if run.resume and (run.run_dir / 'checkpoints').is_dir() else 'training'} ...")
+
+    if jobs == 1 or len(pending) <= 1:
+        for run in pending:
+            log(starting(run))
+            finished(run, run())
+    else:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        # spawned, not forked: a fork of a process whose OpenMP pool has run can hang in the child
+        with cf.ProcessPoolExecutor(min(jobs, len(pending)), mp_context=mp.get_context("spawn"),
+                                    initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+            futures = {}
+            for run in pending:
+                log(starting(run, queued=True))
+                futures[pool.submit(run, run.run_dir.parent / f"{run.run_dir.name}.log")] = run
+            for f in cf.as_completed(futures):
+                finished(futures[f], f.result())
 
     report = _report(study, variants, seed_list, results, base_cfg, chance, dataset, time.time() - t_study)
+    report["machine"].update(jobs=jobs, threads=threads)
     md = markdown(report)
     out.mkdir(parents=True, exist_ok=True)
     chart = out / "ablation.png"
     if plot(report, chart):
         report["chart"] = str(chart)
+        report["charts"] = plot_each_study(report, out)
     else:
         report["chart"] = None
         report["note"] = "no chart: matplotlib is not installed (pip install 'uniformerv2[plots]')"
@@ -278,6 +301,58 @@ def run_study(study: str = "components", recipe="demo_synth", output="ablation-o
     return report
 
 
+_CLIPS = None  # this process's decoded videos (``cache``): kept from one run to the next
+
+
+@dataclass
+class _Run:
+    """One training run of a study: a variant and a seed. Called (here or in a worker process), it trains,
+    measures, writes its result file atomically and returns the result."""
+    variant: Variant
+    seed: int
+    fingerprint: str
+    cfg: dict
+    run_dir: Path
+    result: Path
+    head: str
+    cache: bool
+    resume: bool = False
+
+    def __call__(self, log_file: Path | None = None) -> dict:
+        import contextlib
+        import resource
+
+        from .train import TrainingDiverged, cached_datasets, train
+
+        global _CLIPS
+        with contextlib.ExitStack() as stack:
+            if log_file is not None:  # a worker: its output to a file of its own
+                log_file.parent.mkdir(parents=True, exist_ok=True)
+                f = stack.enter_context(open(log_file, "a", buffering=1))
+                stack.enter_context(contextlib.redirect_stdout(f))
+                stack.enter_context(contextlib.redirect_stderr(f))
+            datasets = None
+            if self.cache:
+                from ..data import ClipCache
+
+                if _CLIPS is None:
+                    _CLIPS = ClipCache()
+                datasets = cached_datasets(self.cfg, _CLIPS)
+            usage = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+            started = time.time()
+            try:
+                summary = train(self.cfg, self.run_dir, resume=self.resume, datasets=datasets)
+            except TrainingDiverged as e:
+                raise UserError(f"{self.variant.name} (seed {self.seed}) diverged: {e}") from None
+            seconds = time.time() - started
+            cpu = sum(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime for before, after in
+                      zip(usage, [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]))
+            res = _measure(self.variant, self.seed, self.fingerprint, summary, self.run_dir, seconds, cpu,
+                           resumed=self.resume)
+        atomic_write_json(self.result, res, indent=2)
+        return res
+
+
 def _same_config(path: Path, cfg: dict) -> bool:
     import yaml
 
@@ -288,7 +363,8 @@ def _same_config(path: Path, cfg: dict) -> bool:
     return isinstance(old, dict) and _fingerprint(old) == _fingerprint(yaml.safe_load(dump(cfg)))
 
 
-def _measure(v: Variant, seed: int, fp: str, summary: dict, run_dir: Path, seconds: float, resumed: bool) -> dict:
+def _measure(v: Variant, seed: int, fp: str, summary: dict, run_dir: Path, seconds: float, cpu: float,
+             resumed: bool) -> dict:
     if summary.get("test"):
         top1, top5, metric = summary["test"]["top1"], summary["test"]["top5"], "test"
     elif summary.get("best_val_top1") is not None:
@@ -297,7 +373,8 @@ def _measure(v: Variant, seed: int, fp: str, summary: dict, run_dir: Path, secon
         raise UserError("the recipe has neither a test nor a validation list: nothing to compare the variants on")
     return {"key": v.key, "seed": seed, "fingerprint": fp, "options": v.options, **_count(run_dir / "final"),
             "top1": top1, "top5": top5, "metric": metric,
-            "seconds": round(seconds, 1), "resumed": resumed, "steps": summary["steps"], "run_dir": str(run_dir),
+            "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "resumed": resumed, "steps": summary["steps"],
+            "run_dir": str(run_dir),
             "finished": datetime.datetime.now().isoformat(timespec="seconds")}
 
 
@@ -319,8 +396,11 @@ def _report(study, variants, seeds, results, base_cfg, chance, dataset, seconds)
         sd = (sum((x - mean) ** 2 for x in top1) / (len(top1) - 1)) ** 0.5 if len(top1) > 1 else None
         rows.append({"study": v.study, "variant": v.name, "tag": v.tag, "key": v.key, "options": v.options,
                      "params": rs[0]["params"], "flops": rs[0]["flops"], "gflops": rs[0]["gflops"], "top1": mean,
-                     "top1_sd": sd, "top1_seeds": top1, "metric": rs[0]["metric"],
-                     "seconds": sum(r["seconds"] for r in rs) / len(rs), "resumed": any(r["resumed"] for r in rs),
+                     "top1_sd": sd, "top1_min": min(top1), "top1_max": max(top1), "top1_seeds": top1,
+                     "metric": rs[0]["metric"], "seconds": sum(r["seconds"] for r in rs) / len(rs),
+                     "cpu_seconds": (sum(r["cpu_seconds"] for r in rs) / len(rs)
+                                     if all(r.get("cpu_seconds") is not None for r in rs) else None),
+                     "resumed": any(r["resumed"] for r in rs),
                      "paper": v.paper})
     m = base_cfg["model"]
     return {
@@ -343,24 +423,39 @@ def markdown(report: dict) -> str:
              f"{report['recipe']['lr']:g}), seed(s) {', '.join(map(str, seeds))}"
              + (f"; chance {100 * report['chance']:.1f}%" if report.get("chance") else "") + ".",
              "GFLOPs: one clip, one forward, torch.utils.flop_counter (2 per multiply-add; the paper's fvcore "
-             "figures count 1). Time: training wall time per seed on this machine.", ""]
+             "figures count 1). Time, CPU: training wall time and CPU time (the run's process and its loader "
+             "workers) per seed, mean over the seeds, on this machine"
+             + (f" ({report['machine']['jobs']} runs at a time, {report['machine']['threads']} thread(s) each)"
+                if report.get("machine", {}).get("jobs", 1) > 1 else "") + ".", ""]
     for study in STUDIES:
         rows = [r for r in report["rows"] if r["study"] == study]
         if not rows:
             continue
         metric = rows[0]["metric"]
         lines += [f"## {STUDY_TITLES[study]}", "",
-                  f"| variant | params | GFLOPs/clip | {metric} top-1 (%) | time (s) | paper (B/16) |",
-                  "|---|---:|---:|---:|---:|---|"]
+                  f"| variant | params | GFLOPs/clip | {metric} top-1 (%) | min–max | time (s) | CPU (s) | paper (B/16) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---|"]
         for r in rows:
             top1 = f"{r['top1']:.1f}" + (f" ± {r['top1_sd']:.1f}" if r["top1_sd"] is not None else "")
+            spread = f"{r['top1_min']:.1f}–{r['top1_max']:.1f}" if len(seeds) > 1 else "—"
+            cpu = "—" if r.get("cpu_seconds") is None else f"{r['cpu_seconds']:.0f}"
             mark = "*" if r["resumed"] else ""
-            lines.append(f"| {r['variant']} | {r['params']:,} | {r['gflops']:.3f} | {top1} | {r['seconds']:.0f}{mark} "
-                         f"| {r['paper'] or '—'} |")
+            lines.append(f"| {r['variant']} | {r['params']:,} | {r['gflops']:.3f} | {top1} | {spread} | "
+                         f"{r['seconds']:.0f}{mark} | {cpu}{mark} | {r['paper'] or '—'} |")
         lines.append("")
     if any(r["resumed"] for r in report["rows"]):
         lines += ["\\* resumed after a stop: the time of the last part only.", ""]
     return "\n".join(lines)
+
+
+def plot_each_study(report: dict, out: Path) -> dict:
+    """A chart per study, ``out/ablation-<study>.png``, when the report holds several; {study: path}."""
+    studies = [s for s in STUDIES if any(r["study"] == s for r in report["rows"])]
+    charts = {}
+    for s in studies if len(studies) > 1 else []:
+        if plot({**report, "rows": [r for r in report["rows"] if r["study"] == s]}, out / f"ablation-{s}.png"):
+            charts[s] = str(out / f"ablation-{s}.png")
+    return charts
 
 
 def plot(report: dict, path: Path) -> bool:
@@ -378,14 +473,20 @@ def plot(report: dict, path: Path) -> bool:
     for ax, study in zip(axes[:, 0], studies):
         rows = [r for r in report["rows"] if r["study"] == study]
         y = list(range(len(rows)))[::-1]
-        ax.barh(y, [r["top1"] for r in rows], xerr=[r["top1_sd"] or 0 for r in rows], color="tab:blue")
+        ax.barh(y, [r["top1"] for r in rows], xerr=[r["top1_sd"] or 0 for r in rows], color="tab:blue",
+                error_kw={"capsize": 3, "lw": 1})
         for yi, r in zip(y, rows):
-            ax.text(r["top1"] + 1, yi, f"{r['top1']:.1f}", va="center", fontsize=8)
+            seeds = r.get("top1_seeds") or []
+            if len(seeds) > 1:  # every seed's top-1 as a dot, the bar the mean, the whiskers ± one s.d.
+                ax.plot(seeds, [yi] * len(seeds), "o", ms=3, color="black", alpha=0.6)
+            right = max([r["top1"] + (r["top1_sd"] or 0)] + seeds)
+            label = f"{r['top1']:.1f}" + (f" ± {r['top1_sd']:.1f}" if r["top1_sd"] is not None else "")
+            ax.text(right + 1, yi, label, va="center", fontsize=8)
         ax.set_yticks(y, [r["variant"] for r in rows], fontsize=8)
         if report.get("chance"):
             ax.axvline(100 * report["chance"], color="grey", ls="--", lw=1, label="chance")
             ax.legend(loc="lower right", fontsize=7)
-        ax.set_xlim(0, 108)
+        ax.set_xlim(0, 118)
         ax.set_title(STUDY_TITLES[study], fontsize=9)
     axes[-1, 0].set_xlabel(f"{report['rows'][0]['metric']} top-1 (%)")
     fig.tight_layout()

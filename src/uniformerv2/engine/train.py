@@ -77,6 +77,16 @@ def build_model(cfg: dict):
     return model_for_config(cfg)
 
 
+def cached_datasets(cfg: dict, cache, splits=("train", "val", "test")) -> dict:
+    """The datasets of the resolved config ``cfg`` reading every video decoded into ``cache`` (a
+    ``data.ClipCache``), filled now, so that loader workers forked later find the frames in memory."""
+    model = build_model(cfg)  # for its data config and labels
+    datasets = build_datasets(cfg, model.data_config, splits, model.labels, model.cfg.num_classes, cache=cache)
+    for ds in datasets.values():
+        ds.preload()
+    return datasets
+
+
 def prepare_for_training(model, cfg: dict):
     """The training speed/memory variants (``accel.optimize``): lean MLPs, activation checkpointing."""
     from ..accel import optimize
