@@ -25,7 +25,8 @@ def add_parser(subparsers) -> None:
         description=(
             "Train every variant of one of the paper's ablation studies with the same recipe and seeds, and\n"
             "write DIR/ablation.md (variant, params, GFLOPs per clip, top-1, time), DIR/ablation.png and\n"
-            "DIR/report.json.  A stopped study resumes: run the same command again.\n"
+            "DIR/report.json.  With --seeds N: mean, s.d. and min-max over the seeds.  A stopped study resumes:\n"
+            "run the same command again.  --jobs N trains N runs at once, each on cpus/N threads.\n"
             "  components  Table 1: none / global only / local only / local + global / + temporal downsampling\n"
             "  local       Table 2: local MHRA x1, x2, temporal MHSA, ST-Adapter\n"
             "  global      Table 3: with and without the DPE, which layers feed the global blocks\n"
@@ -39,8 +40,8 @@ def add_parser(subparsers) -> None:
     add_output(p, default="ablation-output", help="output folder (default: ablation-output)")
     p.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds per variant (default: 1)")
     p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
-                   help="train N runs at once, each in its own process on cpus/N threads (default: 1); on a CPU "
-                        "a small model trains faster as several one-thread runs than as one run on every core")
+                   help="train N runs at once, each in its own process on cpus/N threads (default: 1); a small "
+                        "model on a CPU trains faster as several one-thread runs than as one run on every core")
     p.add_argument("--epochs", type=int, default=None, metavar="N",
                    help="training epochs per variant (default: the recipe's; synthetic: 12)")
     p.add_argument("--videos-per-class", type=int, default=200, metavar="N",
