@@ -479,14 +479,13 @@ def plot(report: dict, path: Path) -> bool:
             seeds = r.get("top1_seeds") or []
             if len(seeds) > 1:  # every seed's top-1 as a dot, the bar the mean, the whiskers ± one s.d.
                 ax.plot(seeds, [yi] * len(seeds), "o", ms=3, color="black", alpha=0.6)
-            right = max([r["top1"] + (r["top1_sd"] or 0)] + seeds)
             label = f"{r['top1']:.1f}" + (f" ± {r['top1_sd']:.1f}" if r["top1_sd"] is not None else "")
-            ax.text(right + 1, yi, label, va="center", fontsize=8)
+            ax.text(1.01, yi, label, va="center", fontsize=8, transform=ax.get_yaxis_transform())  # right margin
         ax.set_yticks(y, [r["variant"] for r in rows], fontsize=8)
         if report.get("chance"):
             ax.axvline(100 * report["chance"], color="grey", ls="--", lw=1, label="chance")
             ax.legend(loc="lower right", fontsize=7)
-        ax.set_xlim(0, 118)
+        ax.set_xlim(0, 102)
         ax.set_title(STUDY_TITLES[study], fontsize=9)
     axes[-1, 0].set_xlabel(f"{report['rows'][0]['metric']} top-1 (%)")
     fig.tight_layout()
