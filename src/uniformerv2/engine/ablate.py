@@ -18,8 +18,10 @@ downsampling take T' frames, those with it 2·T' frames (the paper's "16 frames 
 Output folder::
 
     runs/<variant>/seed<k>/        the training run of one variant and seed (``engine.train``'s run directory)
-    results/<variant>-seed<k>.json one finished run: params, FLOPs, top-1, time (written atomically at its end)
+    runs/<variant>/seed<k>.log     its output, when it ran in a worker process (``jobs`` > 1)
+    results/<variant>-seed<k>.json one finished run: params, FLOPs, top-1, time, CPU time (written atomically)
     report.json  ablation.md  ablation.png   the study: JSON report, markdown table, bar chart
+    ablation-<study>.png           one chart per table, when the report holds several
 
 A study that is stopped resumes where it stopped: finished runs (a result file whose recipe fingerprint
 matches) are skipped, and an unfinished run continues from its last checkpoint (``train(..., resume=True)``).
@@ -239,9 +241,9 @@ def run_study(study: str = "components", recipe="demo_synth", output="ablation-o
     for i, (v, seed) in enumerate(runs, 1):
         cfg = load_config(base_cfg, {"seed": seed, "model": {"options": v.options},
                                      "train": {"progress": progress and jobs == 1}})
+        head = f"[{i}/{len(runs)}] {v.study} · {v.name} (seed {seed})"
         run = _Run(v, seed, _fingerprint(cfg), cfg, out / "runs" / v.key / f"seed{seed}",
-                   out / "results" / f"{v.key}-seed{seed}.json", f"[{i}/{len(runs)}] {v.study} · {v.name} (seed {seed})",
-                   cache)
+                   out / "results" / f"{v.key}-seed{seed}.json", head, cache)
         done = _read_json(run.result)
         if done is not None and done.get("fingerprint") == run.fingerprint:
             log(f"{run.head}: finished earlier, top-1 {done['top1']:.1f}% — skipped")
@@ -433,7 +435,8 @@ def markdown(report: dict) -> str:
             continue
         metric = rows[0]["metric"]
         lines += [f"## {STUDY_TITLES[study]}", "",
-                  f"| variant | params | GFLOPs/clip | {metric} top-1 (%) | min–max | time (s) | CPU (s) | paper (B/16) |",
+                  f"| variant | params | GFLOPs/clip | {metric} top-1 (%) | min–max | time (s) | CPU (s) "
+                  "| paper (B/16) |",
                   "|---|---:|---:|---:|---:|---:|---:|---|"]
         for r in rows:
             top1 = f"{r['top1']:.1f}" + (f" ± {r['top1_sd']:.1f}" if r["top1_sd"] is not None else "")
